@@ -1,0 +1,5 @@
+import sys
+
+from cxrview.cli import main
+
+sys.exit(main())

@@ -1,0 +1,175 @@
+"""The ``cxrview`` command.
+
+``cxrview [PATH ...]`` opens the GUI; ``cxrview info`` and ``cxrview render``
+are headless and import neither Qt nor torch, so they start fast and run on
+servers. Unreadable input gives one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cxrview.core import Window, XrayImage
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+SUBCOMMANDS = ("info", "render")
+
+
+def _info_dict(image: XrayImage) -> dict[str, Any]:
+    from cxrview.core import render_display
+
+    displayed = render_display(image)
+    lo, hi = image.modality_range()
+    return {
+        "path": image.path,
+        "format": image.format,
+        "width": image.width,
+        "height": image.height,
+        "bits_stored": image.bits_stored,
+        "photometric": image.photometric,
+        "transfer_syntax": image.transfer_syntax,
+        "transfer_syntax_name": image.transfer_syntax_name,
+        "modality": image.modality,
+        "view_position": image.view_position,
+        "body_part": image.body_part,
+        "spacing_mm": [image.spacing.row_mm, image.spacing.col_mm] if image.spacing else None,
+        "spacing_source": image.spacing_source.value,
+        "presets": {name: [w.center, w.width] for name, w in image.presets.items()},
+        "default_preset": image.default_preset,
+        "stored_range": list(image.stored_range()),
+        "modality_range": [lo, hi],
+        "display_range": [int(displayed.min()), int(displayed.max())],
+        "content_hash": image.content_hash,
+        "notices": list(image.notices),
+    }
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    spacing = ("unknown" if info["spacing_mm"] is None
+               else f"{info['spacing_mm'][0]:g} × {info['spacing_mm'][1]:g} mm")
+    ts = info["transfer_syntax"]
+    rows = [
+        ("File", info["path"]),
+        ("Format", info["format"]),
+        ("Size", f"{info['width']} × {info['height']} px"),
+        ("Bits stored", info["bits_stored"]),
+        ("Photometric", info["photometric"]),
+        ("Transfer syntax", f"{info['transfer_syntax_name']} ({ts})" if ts else "n/a (not DICOM)"),
+        ("Modality", info["modality"] or "-"),
+        ("View position", info["view_position"] or "-"),
+        ("Body part", info["body_part"] or "-"),
+        ("Pixel spacing", f"{spacing} (source: {info['spacing_source']})"),
+        ("Stored values", "{} … {}".format(*info["stored_range"])),
+        ("Modality values", "{:g} … {:g}".format(*info["modality_range"])),
+        ("Display (8-bit)", "{} … {}".format(*info["display_range"])),
+        ("Content hash", info["content_hash"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print("Window presets (center / width):")
+    for name, (center, w) in info["presets"].items():
+        marker = "  (default)" if name == info["default_preset"] else ""
+        print(f"  {name:<{width}}{center:>12.1f} / {w:<10.1f}{marker}")
+    for notice in info["notices"]:
+        print(f"Notice: {notice}")
+
+
+def _parse_window(text: str) -> Window:
+    from cxrview.core import Window
+
+    try:
+        center, width = (float(part) for part in text.split(","))
+        return Window(center=center, width=width)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--window expects CENTER,WIDTH with a positive width, got {text!r}") from exc
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxrview", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="show what the loader understood about an image")
+    info.add_argument("path")
+    info.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    info.add_argument("--allow-large", action="store_true", help="lift the 100-megapixel limit")
+
+    render = sub.add_parser("render", help="write the 8-bit image exactly as the viewer shows it")
+    render.add_argument("path")
+    render.add_argument("-o", "--output", required=True, help="output PNG")
+    group = render.add_mutually_exclusive_group()
+    group.add_argument("--preset", help="a preset name from `cxrview info` (e.g. lung, bone)")
+    group.add_argument("--window", type=_parse_window, metavar="CENTER,WIDTH")
+    render.add_argument("--invert", action="store_true", help="invert on top of the file's own")
+    render.add_argument("--allow-large", action="store_true", help="lift the 100-megapixel limit")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"cxrview: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from cxrview.core import ImageLoadError, load_image
+
+    try:
+        image = load_image(args.path, allow_large=args.allow_large)
+    except ImageLoadError as exc:
+        return _error(str(exc))
+    info = _info_dict(image)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        _print_info(info)
+    return EXIT_OK
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from cxrview.core import ImageLoadError, load_image, render_display
+    from cxrview.core.export import write_png
+
+    try:
+        image = load_image(args.path, allow_large=args.allow_large)
+    except ImageLoadError as exc:
+        return _error(str(exc))
+    window = args.window
+    if args.preset is not None:
+        if args.preset not in image.presets:
+            names = ", ".join(image.presets)
+            return _error(f"{args.path}: no preset {args.preset!r} (available: {names})")
+        window = image.presets[args.preset]
+    pixels = render_display(image, window, invert=args.invert)
+    try:
+        write_png(Path(args.output), pixels)
+    except OSError as exc:
+        return _error(f"{args.output}: cannot write ({exc.strerror or exc})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        from cxrview.qt.app import run_gui  # only the GUI pays for importing Qt
+
+        return run_gui(args_list)
+    args = _build_parser().parse_args(args_list)
+    try:
+        if args.command == "info":
+            return _run_info(args)
+        return _run_render(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

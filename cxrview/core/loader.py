@@ -1,0 +1,86 @@
+"""The one entry point that turns a path into an XrayImage, whatever the format."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cxrview.core.errors import FileMissingError, ImageLoadError, NotAnImageError
+from cxrview.core.image import XrayImage
+from cxrview.core.raster import load_raster, sniff_raster
+
+DEFAULT_MAX_PIXELS = 100_000_000
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".dic", ".ima"}
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """DICM magic after the preamble, or an ACR-NEMA file starting with group 0002/0008."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    # Files without preamble start with a low group number, little endian (08 00 xx xx).
+    return len(head) >= 8 and head[1] == 0 and head[0] in (0x02, 0x08) and head[3] == 0
+
+
+def load_image(path: str | os.PathLike[str], *, allow_large: bool = False,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> XrayImage:
+    """Load PNG, JPEG, TIFF or DICOM.
+
+    Raises an ``ImageLoadError`` subclass whose message names the file and the
+    reason; unexpected library errors are wrapped the same way, never leaked.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise NotAnImageError(p, "is a folder, not an image file")
+    try:
+        with open(p, "rb") as handle:
+            head = handle.read(132)
+    except FileNotFoundError as exc:
+        raise FileMissingError(p, "file not found") from exc
+    except PermissionError as exc:
+        raise FileMissingError(p, "permission denied") from exc
+    except OSError as exc:
+        raise FileMissingError(p, f"cannot be read ({exc.strerror or exc})") from exc
+    if not head:
+        raise NotAnImageError(p, "the file is empty")
+    limit = None if allow_large else max_pixels
+    try:
+        fmt = sniff_raster(head)
+        if fmt is not None:
+            return load_raster(p, p.read_bytes(), fmt, max_pixels=limit)
+        if looks_like_dicom(head):
+            from cxrview.core.dicom import load_dicom
+
+            return load_dicom(p, max_pixels=limit)
+    except ImageLoadError:
+        raise
+    except MemoryError as exc:
+        raise ImageLoadError(p, "not enough memory to load this image") from exc
+    except Exception as exc:  # a decoder bug must surface as a readable error, not a crash
+        raise ImageLoadError(p, f"could not be read ({type(exc).__name__}: {exc})") from exc
+    raise NotAnImageError(p, "not a supported image (expected PNG, JPEG, TIFF or DICOM)")
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def is_candidate_image(path: Path) -> bool:
+    """Known image suffix, or an extensionless file with DICOM magic (common on PACS exports)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    if path.suffix == "" and path.is_file():
+        try:
+            with open(path, "rb") as handle:
+                return looks_like_dicom(handle.read(132))
+        except OSError:
+            return False
+    return False
+
+
+def find_images(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
+    """Image files in a folder, in natural order (img2 before img10); hidden files skipped."""
+    root = Path(folder)
+    entries = root.rglob("*") if recursive else root.iterdir()
+    found = [p for p in entries if not p.name.startswith(".") and p.is_file() and is_candidate_image(p)]
+    return sorted(found, key=_natural_key)
