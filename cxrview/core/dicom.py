@@ -112,12 +112,31 @@ def _decode_with_imagecodecs(ds: Any, path: Path, frames: int) -> np.ndarray:
         raise CorruptImageError(path, f"JPEG pixel data could not be decoded ({exc})") from exc
 
 
+def _check_native_length(ds: Any, path: Path, uid: str, frames: int) -> None:
+    """Uncompressed pixel data shorter than the header promises means a truncated file."""
+    from pydicom.uid import UID
+
+    if UID(uid).is_compressed:
+        return
+    try:
+        bits = int(ds.BitsAllocated)
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
+    except (AttributeError, TypeError, ValueError):
+        return
+    expected_bytes = (expected * bits + 7) // 8
+    actual = len(ds.PixelData)
+    if actual < expected_bytes:
+        raise TruncatedFileError(
+            path, f"the file is truncated: {actual:,} of {expected_bytes:,} bytes of pixel data")
+
+
 def decode_first_frame(ds: Any, path: Path) -> np.ndarray:
     """Decode frame 1 to a 2-D grey array (colour converted by luminance)."""
     from pydicom.pixels import pixel_array
 
     uid = str(ds.file_meta.TransferSyntaxUID)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_native_length(ds, path, uid, frames)
     try:
         arr = pixel_array(ds, index=0 if frames > 1 else None)
     except Exception as exc:
@@ -169,7 +188,10 @@ def _lut_from_item(item: Any) -> LookupTable | None:
         first, bits = desc[1], desc[2]
         raw = item.LUTData
         if isinstance(raw, bytes):
-            data = np.frombuffer(raw, dtype="<u2" if bits > 8 else np.uint8)
+            # LUT Data is OW: one 16-bit word per entry even for 8-bit LUTs; some
+            # writers pack 8-bit entries into bytes instead, recognisable by the length.
+            packed_bytes = bits <= 8 and len(raw) == entries
+            data = np.frombuffer(raw, dtype=np.uint8 if packed_bytes else "<u2")
         else:
             data = np.asarray(raw if isinstance(raw, (list, tuple)) else [raw], dtype=np.int64)
         data = data[:entries].astype(np.int64)

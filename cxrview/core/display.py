@@ -49,9 +49,11 @@ def _display_from_stored(image: XrayImage, stored: np.ndarray, window: Window | 
         grey = apply_voi_lut(modality, image.voi_lut)
     else:
         grey = apply_window(modality, window or image.presets[image.default_preset])
+    out = np.rint(grey).astype(np.uint8)
     if image.is_inverted != invert:  # MONOCHROME1 xor the user's invert toggle
-        grey = 255.0 - grey
-    return np.rint(grey).astype(np.uint8)
+        # Inverting the quantised value keeps MONOCHROME1 an exact mirror of MONOCHROME2.
+        np.subtract(255, out, out=out)
+    return out
 
 
 def display_lut(image: XrayImage, window: Window | None = None, *,

@@ -1,0 +1,67 @@
+"""The core packages stay importable without Qt and without torch (fast CLI, headless use)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+QT_FREE_PACKAGES = ["cxrview.core", "cxrview.inference", "training"]
+QT_MODULE_PREFIXES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "qtpy")
+
+
+def _modules_under(package: str) -> list[str]:
+    root = REPO_ROOT / Path(*package.split("."))
+    if not root.is_dir():
+        return []
+    return [".".join(p.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+            for p in sorted(root.rglob("*.py"))]
+
+
+def _loaded_after_import(modules: list[str], extra: str = "") -> set[str]:
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    if name.endswith('__main__'): continue\n"
+        "    importlib.import_module(name)\n"
+        f"{extra}\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_core_packages_never_import_qt() -> None:
+    modules = [m for pkg in QT_FREE_PACKAGES for m in _modules_under(pkg)]
+    assert "cxrview.core.loader" in modules  # the walk really found the core
+    loaded = _loaded_after_import(modules)
+    leaked = sorted(m for m in loaded if m.startswith(QT_MODULE_PREFIXES))
+    assert not leaked, f"Qt imported by Qt-free packages: {leaked[:5]}"
+
+
+def test_cli_info_imports_neither_qt_nor_torch(dicom_dir: Path) -> None:
+    path = dicom_dir / "chest_cr_mono1_15bit_jpeg2000_lossy.dcm"
+    extra = ("import contextlib, io\nfrom cxrview.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    assert main(['info', {str(path)!r}, '--json']) == 0")
+    loaded = _loaded_after_import(["cxrview.cli"], extra)
+    assert not any(m.startswith(QT_MODULE_PREFIXES) for m in loaded)
+    assert "torch" not in loaded
+
+
+def test_qt_imports_only_inside_cxrview_qt() -> None:
+    offenders = []
+    for path in (REPO_ROOT / "cxrview").rglob("*.py"):
+        if "qt" in path.relative_to(REPO_ROOT / "cxrview").parts[:1]:
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and any(
+                    q in stripped.split()[1] for q in QT_MODULE_PREFIXES):
+                if "cxrview.qt" not in stripped:
+                    offenders.append(f"{path}: {stripped}")
+    assert not offenders, offenders
