@@ -40,8 +40,6 @@ def _requirements_fingerprint() -> str:
 
 def ensure_venv() -> None:
     """Create .venv and install the project (editable) with the ML and dev extras."""
-    if sys.version_info < (3, 11):
-        sys.exit("cxrview needs Python 3.11 or newer")
     if not PYTHON.exists():
         _say(f"creating virtual environment in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,9 +157,22 @@ def _run_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _display_problem() -> str | None:
+    """Qt aborts the process without a display; say so in one line instead."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display found (DISPLAY is not set): run cxrview on a desktop session, or use "
+            "`cxrview info` / `cxrview render` for headless work")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        problem = _display_problem()
+        if problem:
+            return _error(problem)
         from cxrview.qt.app import run_gui  # only the GUI pays for importing Qt
 
         return run_gui(args_list)

@@ -144,8 +144,8 @@ def decode_first_frame(ds: Any, path: Path) -> np.ndarray:
         if uid in _JPEG_SYNTAXES:
             log.info("pydicom could not decode %s (%s); trying imagecodecs", path, message)
             arr = _decode_with_imagecodecs(ds, path, frames)
-        elif "missing" in message.lower() or "shorter" in message.lower() or isinstance(
-                exc, (EOFError, ValueError)) and "length" in message.lower():
+        elif "missing" in message.lower() or "shorter" in message.lower() or (isinstance(
+                exc, (EOFError, ValueError)) and "length" in message.lower()):
             raise TruncatedFileError(path, f"the pixel data is incomplete ({message})") from exc
         elif "Unable to decode" in message or "plugin" in message or "not supported" in message:
             raise UnsupportedTransferSyntaxError(
@@ -169,8 +169,8 @@ def _to_grey(arr: np.ndarray, photometric: str, path: Path) -> np.ndarray:
 def _as_float_list(value: Any) -> list[float]:
     if value is None:
         return []
-    items = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(
-        value, (str, bytes)) else [value]
+    items = value if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(
+        value, (str, bytes))) else [value]
     out: list[float] = []
     for item in items:
         try:
@@ -227,7 +227,7 @@ def file_windows(ds: Any) -> dict[str, Window]:
     except ValueError:
         function = VoiFunction.LINEAR
     windows: dict[str, Window] = {}
-    for i, (c, w) in enumerate(zip(centers, widths)):
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
         if not w > 0:
             continue
         label = explanations[i].strip() if i < len(explanations) and explanations[i].strip() else ""

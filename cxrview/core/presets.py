@@ -11,8 +11,9 @@ definition works for MONOCHROME1, where bright tissue has low stored values):
 - full range:  every value in the image, linear.
 
 The exact minimum and maximum values are left out (collimator shadows and
-saturated background form spikes there). Percentiles are taken over a strided subsample (1/16 of the pixels), which
-changes them by far less than one grey level and keeps loading fast.
+saturated background form spikes there). Percentiles are taken over a
+strided subsample (1/16 of the pixels), which changes them by far less than
+one grey level and keeps loading fast.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def histogram_presets(stored: np.ndarray, transform: ModalityTransform, *,
     modality = transform.apply(stored_values)
 
     presets: dict[str, Window] = {}
-    for i, name in enumerate(names + ["auto"]):
+    for i, name in enumerate([*names, "auto"]):
         a, b = float(modality[2 * i]), float(modality[2 * i + 1])
         presets[name] = _window(min(a, b), max(a, b))
     ends = transform.apply(np.asarray(stored_range, dtype=np.float64))

@@ -24,7 +24,7 @@ def make_dicom(path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "CR"
     ds.PatientName = "Test^Phantom"
-    rgb = pixels.ndim == 3 and frames == 1 or pixels.ndim == 4
+    rgb = (pixels.ndim == 3 and frames == 1) or pixels.ndim == 4
     ds.Rows, ds.Columns = pixels.shape[-3:-1] if rgb else pixels.shape[-2:]
     ds.SamplesPerPixel = 3 if rgb else 1
     if rgb:

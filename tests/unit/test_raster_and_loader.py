@@ -129,7 +129,7 @@ def test_truncated_png_and_jpeg(tmp_path: Path, nih_dir: Path) -> None:
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(TruncatedFileError):
         load_image(tmp_path / "cut.png")
-    ok, jpeg = cv2.imencode(".jpg", phantom((300, 300), dtype=np.uint8, top=255))
+    _ok, jpeg = cv2.imencode(".jpg", phantom((300, 300), dtype=np.uint8, top=255))
     (tmp_path / "cut.jpg").write_bytes(jpeg.tobytes()[:-5000])
     with pytest.raises(TruncatedFileError):
         load_image(tmp_path / "cut.jpg")
