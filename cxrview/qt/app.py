@@ -1,0 +1,91 @@
+"""Application entry point: QApplication setup, theme, crash safety, first files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from types import TracebackType
+
+from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtWidgets import QApplication
+
+from cxrview.qt.settings import AppSettings
+from cxrview.qt.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+ORG = "cxrview"
+APP = "cxrview"
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
+
+
+def ensure_app(argv: list[str] | None = None) -> QApplication:
+    """Return the QApplication, creating it (with our names and DPI policy) if needed."""
+    app = QApplication.instance()
+    if app is None:
+        # Fractional scaling (125 %, 150 %) without rounding: text stays crisp and the
+        # canvas computes 1:1 in device pixels itself.
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+    QCoreApplication.setOrganizationName(ORG)
+    QCoreApplication.setApplicationName(APP)
+    QGuiApplication.setApplicationDisplayName("cxrview")
+    return app  # type: ignore[return-value]
+
+
+def install_excepthook(report: Callable[[type[BaseException], BaseException,
+                                          TracebackType | None], None]) -> ExceptHook:
+    """Route uncaught exceptions (e.g. raised in Qt slots) to ``report`` instead of dying.
+
+    Returns the previous hook so callers (tests) can restore it. KeyboardInterrupt still
+    goes to the previous hook so Ctrl+C in a terminal behaves normally.
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type: type[BaseException], exc: BaseException,
+             tb: TracebackType | None) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            previous(exc_type, exc, tb)
+            return
+        try:
+            report(exc_type, exc, tb)
+        except Exception:  # the hook itself must never raise
+            traceback.print_exception(exc_type, exc, tb)
+
+    sys.excepthook = hook
+    return previous
+
+
+def run_gui(paths: list[str]) -> int:
+    """Start the viewer on ``paths`` (files and/or folders) and return the exit code."""
+    logging.basicConfig(level=os.environ.get("CXRVIEW_LOG", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = ensure_app()
+    settings = AppSettings()
+    apply_theme(app, settings.theme())
+    icon_path = os.path.join(os.path.dirname(__file__), "..", "..", "resources", "icons",
+                             "cxrview.svg")
+    if os.path.exists(icon_path):
+        app.setWindowIcon(QIcon(icon_path))
+
+    from cxrview.qt.loading import decoder_pool
+    from cxrview.qt.main_window import MainWindow
+
+    window = MainWindow(settings)
+    previous = install_excepthook(window.report_exception)
+    window.show()
+    if paths:
+        # After show(): the window paints immediately and the load runs in the background.
+        QTimer.singleShot(0, lambda: window.open_paths(list(paths)))
+    try:
+        code = app.exec()
+    finally:
+        sys.excepthook = previous
+        decoder_pool().shutdown()
+    return int(code)

@@ -1,0 +1,377 @@
+"""The main window: wiring between docks, canvas, loader, actions and settings.
+
+Heavy lifting lives elsewhere (canvas, workers, loading); this module decides *what*
+to load when, and keeps the UI consistent with it. Loading is asynchronous and
+latest-wins: paging quickly through a folder never shows a stale image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QCursor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrview import __version__
+from cxrview.core import ImageLoadError, find_images
+from cxrview.qt.actions import Actions
+from cxrview.qt.dialogs import ShortcutsDialog
+from cxrview.qt.docks.file_list import FileListDock
+from cxrview.qt.docks.metadata import MetadataDock
+from cxrview.qt.loading import DecoderPool, ImageCache, LoadedImage, decoder_pool, load_task
+from cxrview.qt.settings import AppSettings
+from cxrview.qt.status import ViewerStatusBar
+from cxrview.qt.theme import apply_theme, current_theme
+from cxrview.qt.viewer.canvas import ImageCanvas
+from cxrview.qt.workers import TaskCancelled, TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBanner(QFrame):
+    """A dismissible red strip above the image: errors must be seen but must not block."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("error_banner")
+        self.setStyleSheet("#error_banner { background: #7a1f1f; }"
+                           "#error_banner QLabel { color: white; }")
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(self)
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+
+class MainWindow(QMainWindow):
+    """cxrview's viewer window."""
+
+    image_shown = Signal(str)  # path now on the canvas
+    load_failed = Signal(str, str)  # path, message
+    first_paint = Signal(str, float)  # path, ms from "open requested" to first paint
+
+    def __init__(self, settings: AppSettings | None = None,
+                 pool: DecoderPool | None = None) -> None:
+        super().__init__()
+        self.setObjectName("main_window")
+        self.setWindowTitle("cxrview")
+        self.settings = settings or AppSettings()
+        self.pool = pool if pool is not None else decoder_pool()
+        self.pool.warm_up()  # boot decoder processes while the window is being built
+        self.runner = TaskRunner(self)
+        self.cache = ImageCache(capacity=4)
+        self.last_load_ms: float | None = None
+        self._current_path: str | None = None
+        self._shown_path: str | None = None
+        self._t_request: float | None = None
+
+        self.canvas = ImageCanvas(self)
+        self.canvas.setObjectName("canvas")
+        self.banner = ErrorBanner(self)
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.canvas, 1)
+        self.setCentralWidget(central)
+
+        self.file_dock = FileListDock(self)
+        self.metadata_dock = MetadataDock(self)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.file_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metadata_dock)
+        self.status = ViewerStatusBar(self)
+        self.setStatusBar(self.status)
+        self.actions_ = Actions(self)
+        for dock in (self.file_dock, self.metadata_dock):
+            self.actions_.docks_menu.addAction(dock.toggleViewAction())
+
+        self.canvas.cursor_moved.connect(self.status.set_cursor)
+        self.canvas.window_changed.connect(self._on_window_changed)
+        self.canvas.zoom_changed.connect(self.status.set_zoom)
+        self.canvas.inverted_changed.connect(self.actions_["invert"].setChecked)
+        self.canvas.measure_mode_changed.connect(self.actions_["measure"].setChecked)
+        self.canvas.image_painted.connect(self._on_first_paint)
+        self.file_dock.current_changed.connect(lambda _row, path: self._request(path))
+        self.setAcceptDrops(True)
+        self._restore_settings()
+        self.canvas.setFocus()
+
+    # -- settings -----------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        self.resize(1400, 900)
+        geometry, state = self.settings.geometry(), self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        for dock in (self.file_dock, self.metadata_dock):
+            dock.setVisible(self.settings.dock_visible(dock.objectName()))
+        theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
+        self.actions_.themes[theme].setChecked(True)
+        self.actions_.set_recent(self.settings.recent_files())
+
+    def _save_settings(self) -> None:
+        self.settings.save_layout(self.saveGeometry(), self.saveState())
+        for dock in (self.file_dock, self.metadata_dock):
+            self.settings.set_dock_visible(dock.objectName(), dock.isVisible())
+        self.settings.sync()
+
+    def set_theme(self, theme: str) -> None:
+        applied = apply_theme(QApplication.instance(), theme)  # type: ignore[arg-type]
+        self.settings.set_theme(applied)
+        self.actions_.themes[applied].setChecked(True)
+
+    def clear_recent(self) -> None:
+        self.settings.clear_recent()
+        self.actions_.set_recent([])
+
+    # -- opening ------------------------------------------------------------------------
+    def open_file_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open images", self.settings.last_folder(),
+            "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)")
+        if paths:
+            self.open_paths(paths)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder",
+                                                  self.settings.last_folder())
+        if folder:
+            self.open_paths([folder])
+
+    def open_paths(self, paths: list[str]) -> int:
+        """Open files and/or folders (a folder contributes its images). Returns the count."""
+        files: list[str] = []
+        for raw in paths:
+            p = Path(raw)
+            try:
+                if p.is_dir():
+                    files.extend(str(f) for f in find_images(p))
+                    self.settings.set_last_folder(str(p))
+                else:
+                    files.append(str(p))
+                    self.settings.set_last_folder(str(p.parent))
+            except Exception as exc:  # an unreadable folder is a user error
+                self.show_error(f"{raw}: cannot list folder ({exc})")
+                continue
+            self.actions_.set_recent(self.settings.add_recent(str(p)))
+        if not files:
+            if paths:
+                self.show_error(f"No images found in {', '.join(paths)}")
+            return 0
+        self.cache.clear()
+        self.banner.hide()
+        self.file_dock.set_files(files)
+        self.file_dock.set_current_row(0)
+        return len(files)
+
+    def current_path(self) -> str | None:
+        return self._current_path
+
+    def shown_path(self) -> str | None:
+        return self._shown_path
+
+    def next_image(self) -> None:
+        self.file_dock.step(+1)
+
+    def previous_image(self) -> None:
+        self.file_dock.step(-1)
+
+    # -- loading ------------------------------------------------------------------------
+    def _request(self, path: str) -> None:
+        """Show ``path``: from the cache, from an in-flight prefetch, or by loading it."""
+        self._current_path = path
+        self._t_request = time.perf_counter()
+        self._update_title()
+        cached = self.cache.get(path)
+        if cached is not None:
+            self.runner.cancel("load")
+            self._display(path, cached)
+            return
+        prefetch = self.runner.current("prefetch")
+        if prefetch is not None and prefetch.name == path:
+            self.runner.cancel("load")  # the prefetch will deliver it (_on_prefetched)
+        else:
+            handle = self.runner.submit(load_task, path, self.pool, slot="load", name=path)
+            handle.returned.connect(lambda result, p=path: self._on_loaded(p, result))
+            handle.errored.connect(lambda exc, p=path: self._on_load_error(p, exc, True))
+        self.status.set_loading(True)
+
+    def _prefetch_next(self) -> None:
+        paths = self.file_dock.paths()
+        row = self.file_dock.current_row()
+        if not 0 <= row + 1 < len(paths):
+            return
+        path = paths[row + 1]
+        if path in self.cache or self.file_dock.error_for(path) is not None:
+            return
+        handle = self.runner.submit(load_task, path, self.pool, slot="prefetch", name=path,
+                                    priority=-1)
+        handle.returned.connect(lambda result, p=path: self._on_prefetched(p, result))
+        handle.errored.connect(lambda exc, p=path: self._on_load_error(p, exc, False))
+
+    def _on_loaded(self, path: str, result: LoadedImage) -> None:
+        self.cache.put(path, result)
+        if path == self._current_path:
+            self._display(path, result)
+
+    def _on_prefetched(self, path: str, result: LoadedImage) -> None:
+        self.cache.put(path, result)
+        if path == self._current_path and self._shown_path != path:
+            self._display(path, result)
+
+    def _on_load_error(self, path: str, exc: BaseException, foreground: bool) -> None:
+        if isinstance(exc, TaskCancelled):
+            return
+        message = str(exc) if isinstance(exc, ImageLoadError) else (
+            f"{path}: unexpected error: {type(exc).__name__}: {exc}")
+        if not isinstance(exc, ImageLoadError):
+            log.error("loading %s failed", path, exc_info=exc)
+        self.file_dock.mark_failed(path, message.removeprefix(f"{path}: "))
+        self.load_failed.emit(path, message)
+        if path == self._current_path and (foreground or self._shown_path != path):
+            self.status.set_loading(False)
+            self._shown_path = None
+            self._t_request = None
+            self.canvas.clear_image()
+            self.metadata_dock.clear()
+            self.status.set_image(None)
+            self.show_error(message)
+            self._prefetch_next()
+
+    def _display(self, path: str, loaded: LoadedImage) -> None:
+        img = loaded.image
+        self.canvas.set_image(img, loaded.pixels)
+        self._shown_path = path
+        self.status.set_loading(False)
+        self.status.set_image(img)
+        self.metadata_dock.set_metadata(img.metadata)
+        self.actions_.set_presets(list(img.presets), self.canvas.current_preset())
+        self.file_dock.mark_ok(path)
+        self.banner.hide()
+        if img.notices:
+            self.status.showMessage("; ".join(img.notices), 15000)
+        else:
+            self.status.clearMessage()
+        self.image_shown.emit(path)
+        self._prefetch_next()
+
+    def _on_first_paint(self) -> None:
+        if self._t_request is None or self._shown_path is None:
+            return
+        self.last_load_ms = (time.perf_counter() - self._t_request) * 1000.0
+        self._t_request = None
+        log.debug("time to first paint %.1f ms: %s", self.last_load_ms, self._shown_path)
+        self.first_paint.emit(self._shown_path, self.last_load_ms)
+
+    def _update_title(self) -> None:
+        if self._current_path is None:
+            self.setWindowTitle("cxrview")
+            return
+        row, count = self.file_dock.current_row(), self.file_dock.count()
+        self.setWindowTitle(f"{Path(self._current_path).name} ({row + 1}/{count}) — cxrview")
+
+    # -- view commands ------------------------------------------------------------------
+    def _cursor_anchor(self):  # QPoint | None
+        pos = self.canvas.viewport().mapFromGlobal(QCursor.pos())
+        return pos if self.canvas.viewport().rect().contains(pos) else None
+
+    def zoom_in(self) -> None:
+        self.canvas.zoom_by(1.25, self._cursor_anchor())
+
+    def zoom_out(self) -> None:
+        self.canvas.zoom_by(1 / 1.25, self._cursor_anchor())
+
+    def toggle_invert(self) -> None:
+        self.canvas.toggle_invert()
+
+    def toggle_measure(self) -> None:
+        self.canvas.set_measure_mode(not self.canvas.is_measure_mode())
+
+    def apply_preset_index(self, index: int) -> None:
+        names = self.canvas.preset_names()
+        if 0 <= index < len(names):
+            self.canvas.apply_preset(names[index])
+            self.actions_.set_presets(names, names[index])
+            self.status.showMessage(f"Preset: {names[index]}", 3000)
+
+    def _on_window_changed(self, window: object) -> None:
+        self.status.set_window(window)  # type: ignore[arg-type]
+        if self.canvas.image() is not None:
+            self.actions_.set_presets(self.canvas.preset_names(), self.canvas.current_preset())
+
+    # -- messages -----------------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        """Non-blocking error: red banner over the image plus the status bar."""
+        self.banner.show_message(message)
+        self.status.showMessage(message, 15000)
+
+    def report_exception(self, exc_type: type[BaseException], exc: BaseException,
+                         tb: object) -> None:
+        """Called by the app's excepthook: a bug must not kill a reading session."""
+        text = "".join(traceback.format_exception(exc_type, exc, tb))  # type: ignore[arg-type]
+        log.error("unexpected error:\n%s", text)
+        self.show_error(f"Unexpected error: {exc_type.__name__}: {exc} "
+                        "(details in the log; the viewer keeps running)")
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dialog = ShortcutsDialog(self.actions_.all_actions(), ImageCanvas.MOUSE_BINDINGS, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()  # non-modal: keep reading while looking up a key
+        return dialog
+
+    def show_about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "About cxrview",
+                          f"cxrview {__version__} — offline chest X-ray review.\n"
+                          "For research and second reading; not a certified medical device.",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # -- drag and drop / close -----------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # Qt override
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # Qt override
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
+        self._save_settings()
+        self.runner.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,584 @@
+"""The central image canvas: zoom, pan, window/level, invert, measurements, overlays.
+
+Design notes (why it looks like this):
+
+* The view owns *display state* (window, invert, zoom); the :class:`XrayImage` stays
+  untouched. Every re-render goes through ``cxrview.core.render_display`` so the GUI
+  shows exactly what the CLI exports.
+* Zoom anchoring and panning are done with the scroll bars (hidden). The scene rect is
+  the image inflated by one viewport on every side, recomputed on each zoom, so the
+  point under the cursor can always be kept in place, even near the image border.
+* Zoomed-out drawing uses a small area-averaged pyramid (see :class:`_ImageItem`):
+  bilinear down-sampling of a 4-megapixel radiograph by 3x aliases fine noise into
+  visible texture, which is exactly what a reader must not be shown.
+* Keyboard shortcuts live on the main window's actions (one list, which also feeds the
+  Help dialog); the canvas itself only handles mouse gestures and the Space modifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from cxrview.core import Window, XrayImage, render_display
+from cxrview.qt.viewer.layers import Measurement, MeasurementLayer, OverlayLayer
+
+log = logging.getLogger(__name__)
+
+MIN_ZOOM = 0.01
+MAX_ZOOM = 64.0
+WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 eighths of a degree)
+WL_DRAG_PIXELS_FOR_FULL_RANGE = 400.0  # right-drag distance that sweeps the whole range
+WL_RENDER_INTERVAL_MS = 15  # coalesce window/level re-renders during a drag (~60 fps)
+
+
+@dataclass(frozen=True)
+class CursorInfo:
+    """What the status bar shows for the pixel under the mouse."""
+
+    x: int
+    y: int
+    raw: float
+
+
+def pixels_to_qimage(pixels: np.ndarray) -> QImage:
+    """Wrap an 8-bit grey array as a QImage that owns a copy of the data."""
+    arr = np.ascontiguousarray(pixels, dtype=np.uint8)
+    h, w = arr.shape
+    image = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_Grayscale8)
+    return image.copy()  # detach from the numpy buffer
+
+
+class _ImageItem(QGraphicsItem):
+    """Draws the radiograph, picking an area-averaged pyramid level when zoomed out.
+
+    Its local coordinates are image pixels; overlay layers are its children.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._levels: dict[int, QPixmap] = {}
+        self._pixels: np.ndarray | None = None
+        self._rect = QRectF()
+
+    def set_pixels(self, pixels: np.ndarray) -> None:
+        self.prepareGeometryChange()
+        self._pixels = pixels
+        h, w = pixels.shape
+        self._rect = QRectF(0, 0, w, h)
+        self._levels = {0: QPixmap.fromImage(pixels_to_qimage(pixels))}
+        self.update()
+
+    def clear(self) -> None:
+        self.prepareGeometryChange()
+        self._pixels = None
+        self._levels = {}
+        self._rect = QRectF()
+
+    def boundingRect(self) -> QRectF:  # Qt override
+        return QRectF(self._rect)
+
+    def _level(self, k: int) -> QPixmap:
+        pix = self._levels.get(k)
+        if pix is None and self._pixels is not None:
+            h, w = self._pixels.shape
+            size = (max(1, w >> k), max(1, h >> k))
+            small = cv2.resize(self._pixels, size, interpolation=cv2.INTER_AREA)
+            pix = QPixmap.fromImage(pixels_to_qimage(small))
+            self._levels[k] = pix
+        return pix if pix is not None else QPixmap()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        if self._pixels is None:
+            return
+        try:
+            scale = math.hypot(painter.worldTransform().m11(), painter.worldTransform().m12())
+            scale *= painter.device().devicePixelRatioF() if painter.device() else 1.0
+            # Largest power-of-two reduction that keeps the level at or above screen size.
+            k = 0
+            while scale > 0 and scale * (2 ** (k + 1)) <= 1.0 and k < 8:
+                k += 1
+            pix = self._level(k)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 2.0)
+            painter.drawPixmap(self._rect, pix, QRectF(pix.rect()))
+        except Exception:  # a paint failure must not kill the view
+            log.exception("image paint failed")
+
+
+class ImageCanvas(QGraphicsView):
+    """Graphics view showing one radiograph with interactive display controls."""
+
+    cursor_moved = Signal(object)  # CursorInfo, or None when outside the image
+    window_changed = Signal(object)  # effective Window
+    zoom_changed = Signal(float)  # zoom factor (1.0 = one image pixel per screen pixel)
+    inverted_changed = Signal(bool)
+    measure_mode_changed = Signal(bool)
+    measurement_added = Signal(object)  # Measurement
+    image_painted = Signal()  # first paint after set_image (time-to-first-paint)
+
+    #: Mouse gestures, listed in the Help dialog next to the keyboard actions.
+    MOUSE_BINDINGS: tuple[tuple[str, str], ...] = (
+        ("Wheel", "Zoom in/out, keeping the point under the cursor fixed"),
+        ("Middle-drag, Space+left-drag, left-drag", "Pan"),
+        ("Right-drag", "Window/level: horizontal = width (contrast), vertical = center"),
+        ("Left-drag in Measure mode", "Draw a distance measurement"),
+        ("Left-click on a measurement", "Select it (Delete removes it)"),
+    )
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setBackgroundBrush(QColor(0, 0, 0))
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
+        self.setMouseTracking(True)
+        self.viewport().setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAcceptDrops(False)  # let drops reach the main window
+
+        self._image_item = _ImageItem()
+        self.scene().addItem(self._image_item)
+        self._img: XrayImage | None = None
+        self._pixels: np.ndarray | None = None
+        self._window: Window | None = None  # None = the file's default display
+        self._preset: str | None = None
+        self._inverted = False
+        self._fit_mode = True
+        self._paint_pending = False
+
+        self._layers: dict[str, OverlayLayer] = {}
+        self._measure_layer = MeasurementLayer()
+        self.add_layer(self._measure_layer)
+        self._measure_mode = False
+        self._drawing: Measurement | None = None
+
+        self._space_down = False
+        self._pan_last: QPoint | None = None
+        self._wl_start: tuple[QPoint, Window] | None = None
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(WL_RENDER_INTERVAL_MS)
+        self._render_timer.timeout.connect(self._render_now)
+
+    # -- image ------------------------------------------------------------------------
+    def set_image(self, img: XrayImage, pixels: np.ndarray | None = None) -> None:
+        """Show ``img``; ``pixels`` is its default rendering if already computed off-thread."""
+        self._render_timer.stop()
+        self._img = img
+        self._window = None
+        self._preset = img.default_preset
+        self._inverted = False
+        if pixels is None:
+            pixels = render_display(img)
+        self._show_pixels(pixels)
+        for layer in self._layers.values():
+            layer.set_image_size(img.width, img.height)
+        self._measure_layer.set_distance_function(img.distance_mm)
+        self._paint_pending = True
+        self.fit()
+        self.viewport().update()
+        self.window_changed.emit(self.window())
+        self.inverted_changed.emit(False)
+
+    def clear_image(self) -> None:
+        self._img = None
+        self._pixels = None
+        self._image_item.clear()
+        for layer in self._layers.values():
+            layer.set_image_size(0, 0)
+        self.viewport().update()
+
+    def image(self) -> XrayImage | None:
+        return self._img
+
+    def display_pixels(self) -> np.ndarray | None:
+        """The 8-bit array currently on screen (before zoom)."""
+        return self._pixels
+
+    def _show_pixels(self, pixels: np.ndarray) -> None:
+        self._pixels = pixels
+        self._image_item.set_pixels(pixels)
+
+    def _render_now(self) -> None:
+        self._render_timer.stop()
+        if self._img is None:
+            return
+        try:
+            pixels = render_display(self._img, self._window, invert=self._inverted)
+        except Exception:  # keep the old picture rather than crash
+            log.exception("render_display failed")
+            return
+        self._show_pixels(pixels)
+
+    # -- window / level / invert -------------------------------------------------------
+    def window(self) -> Window | None:
+        """The effective window (the file's default preset until the user changes it)."""
+        if self._window is not None:
+            return self._window
+        if self._img is None:
+            return None
+        return self._img.presets.get(self._img.default_preset)
+
+    def set_window(self, window: Window | None, *, render: bool = True) -> None:
+        """Apply a window (None = back to the file's default display)."""
+        self._window = window
+        self._preset = None if window is not None else (
+            self._img.default_preset if self._img else None)
+        if render:
+            self._render_now()
+        else:
+            if not self._render_timer.isActive():
+                self._render_timer.start()
+        self.window_changed.emit(self.window())
+
+    def preset_names(self) -> list[str]:
+        return list(self._img.presets) if self._img else []
+
+    def current_preset(self) -> str | None:
+        return self._preset
+
+    def apply_preset(self, name: str) -> bool:
+        """Switch to the named preset; False if the image has no such preset."""
+        if self._img is None or name not in self._img.presets:
+            return False
+        if name == self._img.default_preset:
+            self.set_window(None)  # exact file rendering (may use a VOI LUT)
+        else:
+            self.set_window(self._img.presets[name])
+        self._preset = name
+        return True
+
+    def is_inverted(self) -> bool:
+        return self._inverted
+
+    def set_inverted(self, inverted: bool) -> None:
+        if inverted == self._inverted:
+            return
+        self._inverted = inverted
+        self._render_now()
+        self.inverted_changed.emit(inverted)
+
+    def toggle_invert(self) -> None:
+        self.set_inverted(not self._inverted)
+
+    def _modality_span(self) -> float:
+        if self._img is None:
+            return 1.0
+        lo, hi = self._img.modality_range()
+        return max(hi - lo, 1.0)
+
+    # -- zoom / pan ---------------------------------------------------------------------
+    def zoom_factor(self) -> float:
+        """Image pixels to *device* pixels; 1.0 means 1:1 on any DPI."""
+        return self.transform().m11() * self.devicePixelRatioF()
+
+    def _view_scale(self) -> float:
+        return self.transform().m11()
+
+    def zoom_by(self, factor: float, anchor: QPointF | QPoint | None = None) -> None:
+        """Multiply the zoom, keeping the image point under ``anchor`` (viewport px) fixed."""
+        if self._img is None or factor <= 0:
+            return
+        current = self._view_scale()
+        dpr = self.devicePixelRatioF()
+        target = min(max(current * factor, MIN_ZOOM / dpr), MAX_ZOOM / dpr)
+        self._fit_mode = False
+        self._set_scale(target, anchor)
+
+    def set_zoom(self, zoom: float, anchor: QPointF | QPoint | None = None) -> None:
+        """Set an absolute zoom factor (device pixels per image pixel)."""
+        if self._img is None:
+            return
+        self._fit_mode = False
+        dpr = self.devicePixelRatioF()
+        self._set_scale(min(max(zoom, MIN_ZOOM), MAX_ZOOM) / dpr, anchor)
+
+    def _set_scale(self, scale: float, anchor: QPointF | QPoint | None) -> None:
+        vp = self.viewport().rect()
+        anchor_pt = QPointF(anchor) if anchor is not None else QPointF(vp.center())
+        scene_pt = self.mapToScene(anchor_pt.toPoint())
+        # mapToScene rounds to integer viewport pixels; add the sub-pixel remainder.
+        frac = anchor_pt - QPointF(anchor_pt.toPoint())
+        old = self._view_scale() or 1.0
+        scene_pt += frac / old
+        self.resetTransform()
+        self.scale(scale, scale)
+        self._update_scene_rect()
+        self._scroll_scene_point_to(scene_pt, anchor_pt)
+        self.zoom_changed.emit(self.zoom_factor())
+
+    def _scroll_scene_point_to(self, scene_pt: QPointF, viewport_pt: QPointF) -> None:
+        mapped = self.transform().map(scene_pt)  # view coords before scrolling
+        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
+        h.setValue(round(mapped.x() - viewport_pt.x()))
+        v.setValue(round(mapped.y() - viewport_pt.y()))
+
+    def _update_scene_rect(self) -> None:
+        if self._img is None:
+            return
+        s = self._view_scale() or 1.0
+        mx = self.viewport().width() / s
+        my = self.viewport().height() / s
+        self.setSceneRect(QRectF(0, 0, self._img.width, self._img.height)
+                          .adjusted(-mx, -my, mx, my))
+
+    def fit(self) -> None:
+        """Fit the whole image in the viewport (and keep fitting on resize)."""
+        if self._img is None:
+            return
+        vp = self.viewport().rect()
+        margin = 8
+        sx = max(vp.width() - 2 * margin, 1) / self._img.width
+        sy = max(vp.height() - 2 * margin, 1) / self._img.height
+        scale = max(min(sx, sy), MIN_ZOOM / self.devicePixelRatioF())
+        self.resetTransform()
+        self.scale(scale, scale)
+        self._update_scene_rect()
+        self._scroll_scene_point_to(QPointF(self._img.width / 2, self._img.height / 2),
+                                    QPointF(vp.width() / 2, vp.height() / 2))
+        self._fit_mode = True
+        self.zoom_changed.emit(self.zoom_factor())
+
+    def one_to_one(self) -> None:
+        """One image pixel per physical screen pixel, centred on the viewport centre."""
+        self.set_zoom(1.0)
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        """Move the image by (dx, dy) viewport pixels."""
+        self._fit_mode = False
+        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
+        h.setValue(h.value() - round(dx))
+        v.setValue(v.value() - round(dy))
+
+    def reset_view(self) -> None:
+        """Back to the file's display: default window, no inversion, fit, no selection."""
+        self.set_window(None)
+        self.set_inverted(False)
+        self.set_measure_mode(False)
+        self.fit()
+
+    # -- layers -------------------------------------------------------------------------
+    def add_layer(self, layer: OverlayLayer) -> OverlayLayer:
+        """Attach an overlay; a layer with the same name is replaced."""
+        if layer.name in self._layers:
+            self.remove_layer(layer.name)
+        layer.setParentItem(self._image_item)
+        if self._img is not None:
+            layer.set_image_size(self._img.width, self._img.height)
+        self._layers[layer.name] = layer
+        return layer
+
+    def remove_layer(self, name: str) -> OverlayLayer | None:
+        layer = self._layers.pop(name, None)
+        if layer is not None:
+            self.scene().removeItem(layer)
+            layer.setParentItem(None)
+        return layer
+
+    def layer(self, name: str) -> OverlayLayer | None:
+        return self._layers.get(name)
+
+    def layers(self) -> list[OverlayLayer]:
+        """Layers in drawing order (lowest z first)."""
+        return sorted(self._layers.values(), key=lambda layer: layer.zValue())
+
+    # -- measurements ---------------------------------------------------------------------
+    def measurement_layer(self) -> MeasurementLayer:
+        return self._measure_layer
+
+    def is_measure_mode(self) -> bool:
+        return self._measure_mode
+
+    def set_measure_mode(self, on: bool) -> None:
+        if on == self._measure_mode:
+            return
+        self._measure_mode = on
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+        self.measure_mode_changed.emit(on)
+
+    def add_measurement(self, p0: tuple[float, float], p1: tuple[float, float]) -> Measurement:
+        """Add a distance measurement between two image points (x, y)."""
+        m = self._measure_layer.add(p0, p1)
+        self.measurement_added.emit(m)
+        return m
+
+    def measurements(self) -> list[Measurement]:
+        return self._measure_layer.measurements()
+
+    def delete_measurement(self) -> None:
+        """Remove the selected measurement (or the last one drawn)."""
+        self._measure_layer.remove_last()
+
+    def clear_measurements(self) -> None:
+        self._measure_layer.clear()
+
+    # -- coordinates --------------------------------------------------------------------
+    def image_point(self, viewport_pos: QPointF | QPoint) -> QPointF:
+        """Viewport position -> image pixel coordinates (continuous)."""
+        pos = QPointF(viewport_pos)
+        scene = self.mapToScene(pos.toPoint()) + (pos - QPointF(pos.toPoint())) / (
+            self._view_scale() or 1.0)
+        return self._image_item.mapFromScene(scene)
+
+    def viewport_point(self, image_pt: QPointF | tuple[float, float]) -> QPointF:
+        """Image pixel coordinates -> viewport position (continuous)."""
+        pt = QPointF(*image_pt) if isinstance(image_pt, tuple) else QPointF(image_pt)
+        scene = self._image_item.mapToScene(pt)
+        view = self.transform().map(scene)
+        return view - QPointF(self.horizontalScrollBar().value(),
+                              self.verticalScrollBar().value())
+
+    def _cursor_info(self, viewport_pos: QPointF | QPoint) -> CursorInfo | None:
+        if self._img is None:
+            return None
+        p = self.image_point(viewport_pos)
+        x, y = math.floor(p.x()), math.floor(p.y())
+        if not (0 <= x < self._img.width and 0 <= y < self._img.height):
+            return None
+        try:
+            raw = self._img.modality_value_at(x, y)
+        except Exception:  # status bar info is best effort
+            raw = float("nan")
+        return CursorInfo(x, y, raw)
+
+    # -- events -------------------------------------------------------------------------
+    def paintEvent(self, event: QPaintEvent) -> None:  # Qt override
+        super().paintEvent(event)
+        if self._paint_pending and self._img is not None:
+            self._paint_pending = False
+            self.image_painted.emit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # Qt override
+        super().resizeEvent(event)
+        if self._fit_mode:
+            self.fit()
+        else:
+            self._update_scene_rect()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # Qt override
+        delta = event.angleDelta().y() or event.pixelDelta().y()
+        if delta == 0 or self._img is None:
+            event.ignore()
+            return
+        self.zoom_by(WHEEL_STEP ** (delta / 120.0), event.position())
+        event.accept()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # Qt override
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # Qt override
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = False
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._measure_mode
+                                      else Qt.CursorShape.ArrowCursor)
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # Qt override
+        pos = event.position().toPoint()
+        button = event.button()
+        if self._img is None:
+            super().mousePressEvent(event)
+            return
+        if button == Qt.MouseButton.RightButton:
+            window = self.window()
+            if window is not None:
+                self._wl_start = (pos, window)
+        elif button == Qt.MouseButton.MiddleButton or (
+                button == Qt.MouseButton.LeftButton and self._space_down):
+            self._pan_last = pos
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif button == Qt.MouseButton.LeftButton and self._measure_mode:
+            p = self.image_point(event.position())
+            pt = (self._clamp_x(p.x()), self._clamp_y(p.y()))
+            self._drawing = self._measure_layer.add(pt, pt)
+        elif button == Qt.MouseButton.LeftButton:
+            tol = 6.0 / (self._view_scale() or 1.0)
+            p = self.image_point(event.position())
+            if self._measure_layer.select_near(p.x(), p.y(), tol) is None:
+                self._pan_last = pos  # plain left-drag pans too
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # Qt override
+        pos = event.position().toPoint()
+        if self._wl_start is not None:
+            start, w0 = self._wl_start
+            span = self._modality_span()
+            per_px = span / WL_DRAG_PIXELS_FOR_FULL_RANGE
+            dx, dy = pos.x() - start.x(), pos.y() - start.y()
+            width = max(w0.width + dx * per_px, span / 1000.0)
+            self.set_window(Window(w0.center + dy * per_px, width), render=False)
+        elif self._pan_last is not None:
+            delta = pos - self._pan_last
+            self._pan_last = pos
+            self.pan_by(delta.x(), delta.y())
+        elif self._drawing is not None:
+            p = self.image_point(event.position())
+            self._measure_layer.update_line(self._drawing,
+                                            (self._clamp_x(p.x()), self._clamp_y(p.y())))
+        self.cursor_moved.emit(self._cursor_info(event.position()))
+        event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # Qt override
+        button = event.button()
+        if button == Qt.MouseButton.RightButton and self._wl_start is not None:
+            self._wl_start = None
+            if self._render_timer.isActive():
+                self._render_now()
+        elif self._pan_last is not None and button in (Qt.MouseButton.MiddleButton,
+                                                        Qt.MouseButton.LeftButton):
+            self._pan_last = None
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._measure_mode
+                                      else Qt.CursorShape.ArrowCursor)
+        elif button == Qt.MouseButton.LeftButton and self._drawing is not None:
+            m, self._drawing = self._drawing, None
+            if m.length_px < 1.0:
+                self._measure_layer.remove(m)  # a click, not a measurement
+            else:
+                self.measurement_added.emit(m)
+        event.accept()
+
+    def leaveEvent(self, event: QEvent) -> None:  # Qt override
+        self.cursor_moved.emit(None)
+        super().leaveEvent(event)
+
+    def _clamp_x(self, x: float) -> float:
+        return min(max(x, 0.0), float(self._img.width)) if self._img else x
+
+    def _clamp_y(self, y: float) -> float:
+        return min(max(y, 0.0), float(self._img.height)) if self._img else y
