@@ -184,6 +184,7 @@ class ImageCanvas(QGraphicsView):
         self._space_down = False
         self._pan_last: QPoint | None = None
         self._wl_start: tuple[QPoint, Window] | None = None
+        self._zoom_anchor: tuple[QPointF, QPointF, tuple[int, int]] | None = None
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(WL_RENDER_INTERVAL_MS)
@@ -325,16 +326,25 @@ class ImageCanvas(QGraphicsView):
     def _set_scale(self, scale: float, anchor: QPointF | QPoint | None) -> None:
         vp = self.viewport().rect()
         anchor_pt = QPointF(anchor) if anchor is not None else QPointF(vp.center())
-        scene_pt = self.mapToScene(anchor_pt.toPoint())
-        # mapToScene rounds to integer viewport pixels; add the sub-pixel remainder.
-        frac = anchor_pt - QPointF(anchor_pt.toPoint())
-        old = self._view_scale() or 1.0
-        scene_pt += frac / old
+        last = self._zoom_anchor
+        if last is not None and last[0] == anchor_pt and self._scroll_pos() == last[2]:
+            # Same cursor position, no pan since: reuse the exact scene point so integer
+            # scroll positions do not make the image creep over a series of wheel notches.
+            scene_pt = last[1]
+        else:
+            scene_pt = self.mapToScene(anchor_pt.toPoint())
+            # mapToScene works on integer viewport pixels; add the sub-pixel remainder.
+            frac = anchor_pt - QPointF(anchor_pt.toPoint())
+            scene_pt += frac / (self._view_scale() or 1.0)
         self.resetTransform()
         self.scale(scale, scale)
         self._update_scene_rect()
         self._scroll_scene_point_to(scene_pt, anchor_pt)
+        self._zoom_anchor = (anchor_pt, scene_pt, self._scroll_pos())
         self.zoom_changed.emit(self.zoom_factor())
+
+    def _scroll_pos(self) -> tuple[int, int]:
+        return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
 
     def _scroll_scene_point_to(self, scene_pt: QPointF, viewport_pt: QPointF) -> None:
         mapped = self.transform().map(scene_pt)  # view coords before scrolling

@@ -1,0 +1,86 @@
+"""GUI test fixtures: offscreen Qt, isolated QSettings, no leaked worker threads."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QSettings, QThreadPool
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared test data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def nih_dir(data_dir: Path) -> Path:
+    folder = data_dir / "nih" / "images_256"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} missing")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dicom_dir(data_dir: Path) -> Path:
+    folder = data_dir / "dicom"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} missing")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(qapp, tmp_path: Path) -> Iterator[Path]:
+    """Every test gets its own empty INI settings directory (never the user's)."""
+    QCoreApplication.setOrganizationName("cxrview-test")
+    QCoreApplication.setApplicationName("cxrview")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    settings_dir = tmp_path / "settings"
+    settings_dir.mkdir()
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(settings_dir))
+    yield settings_dir
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_workers(qapp) -> Iterator[None]:
+    """Fail a test that leaves pool threads busy (windows must cancel their work)."""
+    yield
+    pool = QThreadPool.globalInstance()
+    if not pool.waitForDone(5000):
+        pytest.fail(f"test left {pool.activeThreadCount()} worker thread(s) running")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _decoder_pool_shutdown() -> Iterator[None]:
+    """The decoder processes are shared by all tests and stopped once at the end."""
+    yield
+    from cxrview.qt.loading import decoder_pool
+
+    decoder_pool().shutdown()
+
+
+@pytest.fixture
+def window(qtbot):
+    """A shown, active main window with the dark theme; closed (work cancelled) after."""
+    from cxrview.qt.main_window import MainWindow
+    from cxrview.qt.theme import apply_theme
+
+    apply_theme(QCoreApplication.instance(), "dark")  # type: ignore[arg-type]
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QCoreApplication.instance().activeWindow() is win, timeout=3000)
+    yield win
+    win.close()
