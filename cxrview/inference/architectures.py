@@ -1,0 +1,100 @@
+"""Network constructors named in model cards. Random init only: nothing is downloaded.
+
+``build_model(card)`` is the single place a card's ``architecture`` string turns
+into a module, so a bundle written by ``training`` always rebuilds identically.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from cxrview.inference.card import ModelCard
+
+TORCHVISION_CLASSIFIERS = ("resnet18", "resnet34", "resnet50", "densenet121")
+ARCHITECTURES = (*TORCHVISION_CLASSIFIERS, "small-cnn", "unet")
+
+
+class SmallCNN(nn.Module):
+    """The "lightweight" baseline: 5 conv blocks 32→512 (kernels 5,5,3,3,3), BN, max-pool, linear."""
+
+    def __init__(self, num_outputs: int, channels: int = 1) -> None:
+        super().__init__()
+        widths = (32, 64, 128, 256, 512)
+        kernels = (5, 5, 3, 3, 3)
+        layers: list[nn.Module] = []
+        in_ch = channels
+        for width, k in zip(widths, kernels, strict=True):
+            layers += [nn.Conv2d(in_ch, width, k, padding=k // 2, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(in_ch, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _torchvision_classifier(name: str, num_outputs: int, channels: int) -> nn.Module:
+    import torchvision
+
+    model = getattr(torchvision.models, name)(weights=None, num_classes=num_outputs)
+    if channels != 3:
+        # Grey radiographs: a 1-channel stem instead of replicating grey into RGB (3x less work).
+        if name.startswith("resnet"):
+            old = model.conv1
+            model.conv1 = nn.Conv2d(channels, old.out_channels, old.kernel_size, old.stride,
+                                    old.padding, bias=False)
+        else:
+            old = model.features.conv0
+            model.features.conv0 = nn.Conv2d(channels, old.out_channels, old.kernel_size,
+                                             old.stride, old.padding, bias=False)
+    return model
+
+
+def _unet(num_outputs: int, channels: int, args: dict[str, Any]) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    return smp.Unet(encoder_name=args.get("encoder", "resnet18"), encoder_weights=None,
+                    in_channels=channels, classes=num_outputs,
+                    decoder_channels=tuple(args.get("decoder_channels", (256, 128, 64, 32, 16))))
+
+
+def build(architecture: str, num_outputs: int, channels: int = 1,
+          args: dict[str, Any] | None = None) -> nn.Module:
+    args = dict(args or {})
+    if architecture in TORCHVISION_CLASSIFIERS:
+        return _torchvision_classifier(architecture, num_outputs, channels)
+    if architecture == "small-cnn":
+        return SmallCNN(num_outputs, channels)
+    if architecture == "unet":
+        return _unet(num_outputs, channels, args)
+    raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+
+
+def build_model(card: ModelCard) -> nn.Module:
+    return build(card.architecture, len(card.labels), card.channels, card.architecture_args)
+
+
+def feature_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's blocks from input to output, for freezing the first N and for Grad-CAM."""
+    if hasattr(model, "layer4"):  # torchvision ResNet
+        return [nn.Sequential(model.conv1, model.bn1), model.layer1, model.layer2, model.layer3,
+                model.layer4]
+    if hasattr(model, "features") and hasattr(model.features, "denseblock1"):  # DenseNet
+        f = model.features
+        return [nn.Sequential(f.conv0, f.norm0), f.denseblock1, f.denseblock2, f.denseblock3,
+                f.denseblock4]
+    if isinstance(model, SmallCNN):
+        return [model.features[i:i + 4] for i in range(0, len(model.features), 4)]
+    if hasattr(model, "encoder"):  # smp U-Net: freeze encoder stages
+        encoder = model.encoder
+        if hasattr(encoder, "layer4"):
+            return [nn.Sequential(encoder.conv1, encoder.bn1), encoder.layer1, encoder.layer2,
+                    encoder.layer3, encoder.layer4]
+        return [encoder]
+    return list(model.children())

@@ -1,0 +1,106 @@
+"""The model card: the contract between a bundle's weights, training and the app.
+
+A bundle is a folder holding ``card.json`` and the weights in safetensors.
+Everything that decides how an image becomes a tensor (input size, channels,
+normalisation) lives here, so training and inference cannot disagree
+(torchxrayvision #89 shows what happens when they do). This module imports
+neither torch nor Qt: the GUI and the CLI read cards without loading models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FORMAT = 1
+TASKS = ("multilabel-classification", "segmentation")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used: message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Applied to display-ready grey pixels in [0, 1]: (x - mean) / std."""
+
+    mean: float = 0.5
+    std: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.std > 0:
+            raise ValueError("normalization std must be positive")
+
+
+@dataclass
+class ModelCard:
+    name: str
+    version: str
+    task: str
+    architecture: str
+    labels: list[str]
+    input_size: int
+    channels: int = 1
+    architecture_args: dict[str, Any] = field(default_factory=dict)
+    normalization: Normalization = field(default_factory=Normalization)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    weights_file: str = WEIGHTS_FILE
+    weights_sha256: str = ""
+    parent_version: str | None = None
+    format: int = CARD_FORMAT
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be a non-empty list of distinct names")
+        if not (8 <= int(self.input_size) <= 4096):
+            raise ValueError(f"input_size {self.input_size} out of range")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        unknown = set(self.thresholds) - set(self.labels)
+        if unknown:
+            raise ValueError(f"thresholds for unknown labels: {sorted(unknown)}")
+        if any(not 0.0 <= t <= 1.0 for t in self.thresholds.values()):
+            raise ValueError("thresholds must be probabilities in [0, 1]")
+
+    def threshold(self, label: str) -> float:
+        return float(self.thresholds.get(label, 0.5))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        data = dict(data)
+        if int(data.get("format", CARD_FORMAT)) > CARD_FORMAT:
+            raise ValueError(f"card format {data['format']} is newer than this cxrview supports")
+        norm = data.pop("normalization", None) or {}
+        known = set(cls.__dataclass_fields__)
+        extra = set(data) - known
+        if extra:
+            raise ValueError(f"unknown card fields: {sorted(extra)}")
+        return cls(normalization=Normalization(**norm), **data)
+
+    @classmethod
+    def read(cls, bundle_dir: str | Path) -> ModelCard:
+        path = Path(bundle_dir) / CARD_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise BundleError(f"{path}: model card not found (is this a model folder?)") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{path}: unreadable model card ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{path}: invalid model card ({exc})") from exc
