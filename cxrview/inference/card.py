@@ -30,10 +30,18 @@ class Normalization:
 
     mean: float = 0.5
     std: float = 0.25
+    # Per-image contrast stretch between these percentiles before mean/std, or None.
+    # Makes a model indifferent to how washed-out a source's images are (JSRT vs NIH).
+    stretch_percentiles: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.std > 0:
             raise ValueError("normalization std must be positive")
+        if self.stretch_percentiles is not None:
+            lo, hi = self.stretch_percentiles
+            if not 0 <= lo < hi <= 100:
+                raise ValueError("stretch_percentiles must satisfy 0 <= low < high <= 100")
+            object.__setattr__(self, "stretch_percentiles", (float(lo), float(hi)))
 
 
 @dataclass

@@ -28,7 +28,12 @@ def resize_square(grey01: np.ndarray, size: int) -> np.ndarray:
 
 def normalise(resized01: np.ndarray, card: ModelCard) -> np.ndarray:
     """(C, H, W) float32 from an (H, W) image in [0, 1] already at the input size."""
-    x = (resized01.astype(np.float32, copy=False) - card.normalization.mean) / card.normalization.std
+    x = resized01.astype(np.float32, copy=False)
+    stretch = card.normalization.stretch_percentiles
+    if stretch is not None:
+        lo, hi = np.percentile(x, stretch)
+        x = np.clip((x - lo) / max(float(hi - lo), 1e-3), 0.0, 1.0)
+    x = (x - card.normalization.mean) / card.normalization.std
     x = x[None]
     if card.channels == 3:
         x = np.repeat(x, 3, axis=0)

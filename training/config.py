@@ -1,0 +1,104 @@
+"""Run configuration: one dataclass, filled from a JSON file and/or command-line flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from training.sources import NIH_FINDINGS, SEGMENTATION_STRUCTURES
+
+CLASSIFICATION = "multilabel-classification"
+SEGMENTATION = "segmentation"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as ``config.json`` in the run folder."""
+
+    task: str = CLASSIFICATION
+    architecture: str = "resnet18"
+    architecture_args: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    # Each source: {"type": "nih", "images": [dirs], "data_entry": csv}
+    #            | {"type": "folders", "root": dir, "mapping": {class: {label: 0/1}}}
+    #            | {"type": "masks", "images": dir, "masks": dir}
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    input_size: int = 224
+    sizes: list[int] = field(default_factory=list)  # progressive resizing, e.g. [64, 128, 224]
+    channels: int = 1
+    normalization: dict[str, Any] = field(default_factory=lambda: {"mean": 0.5, "std": 0.25})
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "one-cycle"  # or "constant"
+    freeze_blocks: int = 0
+    unfreeze_epoch: int | None = None  # epoch (0-based) at which frozen blocks thaw
+    imbalance: str = "pos_weight"  # "pos_weight" | "sampler" | "none"
+    augment: bool = True
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    patience: int | None = None  # early stopping: epochs without val-loss improvement
+    device: str = "auto"
+    amp: bool = True  # mixed precision, used on CUDA only
+    out: str = "runs/latest"
+    resume: bool = False
+    weights: str | None = None  # a .safetensors file or a bundle folder to start from
+    name: str = "cxrview-model"
+    version: str = "0.1.0"
+    threshold_method: str = "youden"  # or "sensitivity"
+    target_sensitivity: float = 0.9
+    max_minutes: float | None = None  # wall-clock budget; stops cleanly after an epoch
+    limit: int | None = None  # use only the first N samples (smoke tests)
+    num_workers: int = 0
+    cache_dir: str | None = None
+    log_every: int = 10  # steps between "step" events
+    evaluate_reserved: bool = False  # final, one-off metrics on reserved NIH patients
+
+    def __post_init__(self) -> None:
+        if self.task not in (CLASSIFICATION, SEGMENTATION):
+            raise ValueError(f"task must be {CLASSIFICATION!r} or {SEGMENTATION!r}")
+        if not self.labels:
+            self.labels = list(NIH_FINDINGS if self.task == CLASSIFICATION else SEGMENTATION_STRUCTURES)
+        if not self.sizes:
+            self.sizes = [self.input_size]
+        if self.sizes[-1] != self.input_size:
+            raise ValueError("the last progressive size must equal input_size")
+        if self.imbalance not in ("pos_weight", "sampler", "none"):
+            raise ValueError("imbalance must be pos_weight, sampler or none")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+        if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
+            raise ValueError("split fractions must be in [0, 1)")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out)
+
+    def size_for_epoch(self, epoch: int) -> int:
+        """Progressive resizing: the epochs are shared evenly among the sizes, small first."""
+        per = max(1, self.epochs // len(self.sizes))
+        return self.sizes[min(epoch // per, len(self.sizes) - 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

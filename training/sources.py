@@ -1,0 +1,207 @@
+"""Data sources → lists of samples with labels, known-label masks and patient IDs.
+
+Every source maps onto the label list of the model being trained. A source that
+says nothing about a finding marks it *unknown* (mask 0) so it is left out of
+the loss, instead of being taught as a negative (multi-source training the
+torchxrayvision way).
+
+NIH patients whose Patient ID is divisible by 5 are reserved for acceptance
+evaluation; ``exclude_reserved`` removes them before any split is made.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NIH_FINDINGS = [
+    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis",
+    "Hernia", "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax",
+]
+SEGMENTATION_STRUCTURES = ["heart", "left_lung", "right_lung"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
+
+
+@dataclass
+class Sample:
+    """One training image: where it is, what is known about it, and whose it is."""
+
+    path: str
+    patient: str
+    source: str
+    labels: np.ndarray  # float32 (L,), 0/1 for classification
+    known: np.ndarray  # float32 (L,), 1 where the label is known
+    masks: dict[str, str] = field(default_factory=dict)  # structure -> mask file (segmentation)
+    view: str | None = None
+
+
+@dataclass
+class NihEntry:
+    image: str
+    findings: list[str]
+    patient_id: int
+    age: int | None
+    sex: str
+    view: str
+    follow_up: int
+
+
+def is_reserved_patient(patient_id: int) -> bool:
+    """NIH acceptance-evaluation patients: never train or tune on them."""
+    return patient_id % 5 == 0
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_data_entry(csv_path: str | Path) -> dict[str, NihEntry]:
+    """Data_Entry_2017(.csv|.csv.gz) → {image file name: entry}."""
+    entries: dict[str, NihEntry] = {}
+    with _open_text(Path(csv_path)) as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        col = {name: i for i, name in enumerate(header)}
+        for row in reader:
+            if not row:
+                continue
+            labels = row[col["Finding Labels"]]
+            age = row[col["Patient Age"]].rstrip("Y")
+            entries[row[col["Image Index"]]] = NihEntry(
+                image=row[col["Image Index"]],
+                findings=[] if labels == "No Finding" else labels.split("|"),
+                patient_id=int(row[col["Patient ID"]]),
+                age=int(age) if age.isdigit() else None,
+                sex=row[col["Patient Gender"]],
+                view=row[col["View Position"]],
+                follow_up=int(row[col["Follow-up #"]]),
+            )
+    return entries
+
+
+def read_bbox_list(csv_path: str | Path) -> dict[str, list[tuple[str, float, float, float, float]]]:
+    """BBox_List_2017 → {image: [(finding, x, y, w, h) in original 1024² pixels]}."""
+    boxes: dict[str, list[tuple[str, float, float, float, float]]] = {}
+    with _open_text(Path(csv_path)) as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for row in reader:
+            if len(row) < 6:
+                continue
+            finding = "Infiltration" if row[1] == "Infiltrate" else row[1]
+            boxes.setdefault(row[0], []).append((finding, *map(float, row[2:6])))
+    return boxes
+
+
+def _image_files(folders: list[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found.setdefault(path.name, path)  # first folder wins on duplicates
+    return found
+
+
+def nih_samples(image_dirs: list[str | Path], data_entry: str | Path, labels: list[str], *,
+                exclude_reserved: bool = True, only_reserved: bool = False) -> list[Sample]:
+    """NIH images found under ``image_dirs`` (recursively) with their Data_Entry labels."""
+    entries = read_data_entry(data_entry)
+    samples = []
+    for name, path in _image_files([Path(d) for d in image_dirs]).items():
+        entry = entries.get(name)
+        if entry is None:
+            continue
+        reserved = is_reserved_patient(entry.patient_id)
+        if (exclude_reserved and reserved) or (only_reserved and not reserved):
+            continue
+        vector = np.array([1.0 if label in entry.findings else 0.0 for label in labels], np.float32)
+        samples.append(Sample(path=str(path), patient=f"nih:{entry.patient_id}", source="nih",
+                              labels=vector, known=np.ones(len(labels), np.float32), view=entry.view))
+    return samples
+
+
+def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[str, int]],
+                   *, source: str = "folders") -> list[Sample]:
+    """Folder-per-class layouts (``root/CLASS/*.png``).
+
+    ``mapping`` says what each class folder means for our labels, e.g.
+    ``{"PNEUMONIA": {"Pneumonia": 1}, "NORMAL": {"*": 0}}``; ``"*": 0`` marks all
+    labels known negative (a normal film), anything unmentioned stays unknown.
+    Without patient IDs, each image is its own patient.
+    """
+    samples = []
+    for class_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        meaning = mapping.get(class_dir.name)
+        if meaning is None:
+            continue
+        vector = np.zeros(len(labels), np.float32)
+        known = np.zeros(len(labels), np.float32)
+        if meaning.get("*") == 0:
+            known[:] = 1.0
+        for label, value in meaning.items():
+            if label in labels:
+                vector[labels.index(label)] = float(value)
+                known[labels.index(label)] = 1.0
+        for path in sorted(class_dir.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                samples.append(Sample(path=str(path), patient=f"{source}:{path.stem}", source=source,
+                                      labels=vector.copy(), known=known.copy()))
+    return samples
+
+
+def mask_samples(images_dir: str | Path, masks_dir: str | Path,
+                 structures: list[str] | None = None, *, source: str = "jsrt") -> list[Sample]:
+    """Image + per-structure mask folders (JSRT/SCR layout: masks/<structure>/<stem>.gif|png).
+
+    An image is used only when every structure has a mask; file stems are
+    matched after dropping extra suffixes (``JPCLN001.IMG.png`` ↔ ``JPCLN001.gif``).
+    """
+    structures = structures or SEGMENTATION_STRUCTURES
+    masks_root = Path(masks_dir)
+    index = {s: {p.name.split(".")[0]: p for p in (masks_root / s).glob("*") if p.is_file()}
+             for s in structures}
+    samples = []
+    for image in sorted(Path(images_dir).glob("*")):
+        if not image.is_file():
+            continue
+        stem = image.name.split(".")[0]
+        found = {s: index[s].get(stem) for s in structures}
+        if any(v is None for v in found.values()):
+            continue
+        samples.append(Sample(path=str(image), patient=f"{source}:{stem}", source=source,
+                              labels=np.ones(len(structures), np.float32),
+                              known=np.ones(len(structures), np.float32),
+                              masks={s: str(p) for s, p in found.items() if p is not None}))
+    return samples
+
+
+def patient_split(samples: list[Sample], *, val_fraction: float, test_fraction: float,
+                  seed: int) -> dict[str, list[str]]:
+    """Seeded patient-level split: no patient appears in two splits."""
+    patients = sorted({s.patient for s in samples})
+    rng = np.random.default_rng(seed)
+    order = [patients[i] for i in rng.permutation(len(patients))]
+    n_test = round(len(order) * test_fraction)
+    n_val = round(len(order) * val_fraction)
+    if len(order) >= 3:
+        n_val = max(n_val, 1) if val_fraction > 0 else 0
+        n_test = max(n_test, 1) if test_fraction > 0 else 0
+    return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
+            "train": sorted(order[n_test + n_val:])}
+
+
+def apply_split(samples: list[Sample], split: dict[str, list[str]]) -> dict[str, list[Sample]]:
+    where = {patient: name for name, patients in split.items() for patient in patients}
+    out: dict[str, list[Sample]] = {name: [] for name in split}
+    for sample in samples:
+        name = where.get(sample.patient)
+        if name is not None:
+            out[name].append(sample)
+    return out
