@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import reduce
+from functools import partial, reduce
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
@@ -62,6 +62,16 @@ def _resolve(window: MainWindow, dotted: str) -> Callable[[], object]:
     return reduce(getattr, dotted.split("."), window)  # type: ignore[arg-type]
 
 
+# Slots are partials over these: they accept (and drop) the signal's own arguments,
+# such as ``triggered(checked)``.
+def _invoke(window: MainWindow, dotted: str, *_signal_args: object) -> None:
+    _resolve(window, dotted)()
+
+
+def _ignore_args(fn: Callable[..., object], arg: object, *_signal_args: object) -> None:
+    fn(arg)
+
+
 class Actions:
     """Owns the window's QActions and menus."""
 
@@ -76,8 +86,7 @@ class Actions:
             if spec.tip:
                 action.setStatusTip(spec.tip)
                 action.setToolTip(spec.tip)
-            target = spec.target
-            action.triggered.connect(lambda _checked=False, t=target: _resolve(window, t)())
+            action.triggered.connect(partial(_invoke, window, spec.target))
             window.addAction(action)  # shortcuts work even with the menu bar hidden
             self.by_id[spec.id] = action
 
@@ -87,7 +96,7 @@ class Actions:
             action.setObjectName(f"action_preset_{i + 1}")
             action.setShortcut(QKeySequence(str(i + 2)))
             action.setEnabled(False)
-            action.triggered.connect(lambda _checked=False, k=i: window.apply_preset_index(k))
+            action.triggered.connect(partial(_ignore_args, window.apply_preset_index, i))
             window.addAction(action)
             self.presets.append(action)
 
@@ -96,7 +105,7 @@ class Actions:
         for name in ("dark", "light"):
             action = QAction(f"{name.capitalize()} Theme", window, checkable=True)
             action.setObjectName(f"action_theme_{name}")
-            action.triggered.connect(lambda _checked=False, n=name: window.set_theme(n))
+            action.triggered.connect(partial(_ignore_args, window.set_theme, name))
             self.theme_group.addAction(action)
             self.themes[name] = action
 
@@ -150,7 +159,7 @@ class Actions:
             escaped = path.replace("&", "&&")
             action = menu.addAction(f"&{i + 1} {escaped}" if i < 9 else escaped)
             action.setData(path)
-            action.triggered.connect(lambda _checked=False, p=path: self.window.open_paths([p]))
+            action.triggered.connect(partial(_ignore_args, self.window.open_paths, [path]))
         if paths:
             menu.addSeparator()
         clear = menu.addAction("&Clear Recent")

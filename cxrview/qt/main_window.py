@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 from cxrview import __version__
 from cxrview.core import ImageLoadError, find_images
 from cxrview.qt.actions import Actions
+from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
@@ -75,6 +77,7 @@ class ErrorBanner(QFrame):
 class MainWindow(QMainWindow):
     """cxrview's viewer window."""
 
+    image_decoded = Signal(str)  # path arrived from the worker (before display)
     image_shown = Signal(str)  # path now on the canvas
     load_failed = Signal(str, str)  # path, message
     first_paint = Signal(str, float)  # path, ms from "open requested" to first paint
@@ -93,6 +96,7 @@ class MainWindow(QMainWindow):
         self._current_path: str | None = None
         self._shown_path: str | None = None
         self._t_request: float | None = None
+        self._paint_pending: tuple[str, float] | None = None  # (path, t_request) awaiting paint
 
         self.canvas = ImageCanvas(self)
         self.canvas.setObjectName("canvas")
@@ -121,7 +125,7 @@ class MainWindow(QMainWindow):
         self.canvas.inverted_changed.connect(self.actions_["invert"].setChecked)
         self.canvas.measure_mode_changed.connect(self.actions_["measure"].setChecked)
         self.canvas.image_painted.connect(self._on_first_paint)
-        self.file_dock.current_changed.connect(lambda _row, path: self._request(path))
+        self.file_dock.current_changed.connect(self._on_row_changed)
         self.setAcceptDrops(True)
         self._restore_settings()
         self.canvas.setFocus()
@@ -208,6 +212,9 @@ class MainWindow(QMainWindow):
         self.file_dock.step(-1)
 
     # -- loading ------------------------------------------------------------------------
+    def _on_row_changed(self, _row: int, path: str) -> None:
+        self._request(path)
+
     def _request(self, path: str) -> None:
         """Show ``path``: from the cache, from an in-flight prefetch, or by loading it."""
         self._current_path = path
@@ -223,8 +230,8 @@ class MainWindow(QMainWindow):
             self.runner.cancel("load")  # the prefetch will deliver it (_on_prefetched)
         else:
             handle = self.runner.submit(load_task, path, self.pool, slot="load", name=path)
-            handle.returned.connect(lambda result, p=path: self._on_loaded(p, result))
-            handle.errored.connect(lambda exc, p=path: self._on_load_error(p, exc, True))
+            handle.returned.connect(partial(self._on_loaded, path))
+            handle.errored.connect(partial(self._on_load_error, True, path))
         self.status.set_loading(True)
 
     def _prefetch_next(self) -> None:
@@ -237,20 +244,22 @@ class MainWindow(QMainWindow):
             return
         handle = self.runner.submit(load_task, path, self.pool, slot="prefetch", name=path,
                                     priority=-1)
-        handle.returned.connect(lambda result, p=path: self._on_prefetched(p, result))
-        handle.errored.connect(lambda exc, p=path: self._on_load_error(p, exc, False))
+        handle.returned.connect(partial(self._on_prefetched, path))
+        handle.errored.connect(partial(self._on_load_error, False, path))
 
     def _on_loaded(self, path: str, result: LoadedImage) -> None:
         self.cache.put(path, result)
+        emit(self.image_decoded, path)
         if path == self._current_path:
             self._display(path, result)
 
     def _on_prefetched(self, path: str, result: LoadedImage) -> None:
         self.cache.put(path, result)
+        emit(self.image_decoded, path)
         if path == self._current_path and self._shown_path != path:
             self._display(path, result)
 
-    def _on_load_error(self, path: str, exc: BaseException, foreground: bool) -> None:
+    def _on_load_error(self, foreground: bool, path: str, exc: BaseException) -> None:
         if isinstance(exc, TaskCancelled):
             return
         message = str(exc) if isinstance(exc, ImageLoadError) else (
@@ -258,7 +267,7 @@ class MainWindow(QMainWindow):
         if not isinstance(exc, ImageLoadError):
             log.error("loading %s failed", path, exc_info=exc)
         self.file_dock.mark_failed(path, message.removeprefix(f"{path}: "))
-        self.load_failed.emit(path, message)
+        emit(self.load_failed, path, message)
         if path == self._current_path and (foreground or self._shown_path != path):
             self.status.set_loading(False)
             self._shown_path = None
@@ -273,6 +282,9 @@ class MainWindow(QMainWindow):
         img = loaded.image
         self.canvas.set_image(img, loaded.pixels)
         self._shown_path = path
+        if self._t_request is not None:
+            self._paint_pending = (path, self._t_request)
+            self._t_request = None
         self.status.set_loading(False)
         self.status.set_image(img)
         self.metadata_dock.set_metadata(img.metadata)
@@ -283,16 +295,17 @@ class MainWindow(QMainWindow):
             self.status.showMessage("; ".join(img.notices), 15000)
         else:
             self.status.clearMessage()
-        self.image_shown.emit(path)
+        emit(self.image_shown, path)
         self._prefetch_next()
 
     def _on_first_paint(self) -> None:
-        if self._t_request is None or self._shown_path is None:
+        pending, self._paint_pending = self._paint_pending, None
+        if pending is None or pending[0] != self._shown_path:
             return
-        self.last_load_ms = (time.perf_counter() - self._t_request) * 1000.0
-        self._t_request = None
-        log.debug("time to first paint %.1f ms: %s", self.last_load_ms, self._shown_path)
-        self.first_paint.emit(self._shown_path, self.last_load_ms)
+        path, t_request = pending
+        self.last_load_ms = (time.perf_counter() - t_request) * 1000.0
+        log.debug("time to first paint %.1f ms: %s", self.last_load_ms, path)
+        emit(self.first_paint, path, self.last_load_ms)
 
     def _update_title(self) -> None:
         if self._current_path is None:

@@ -24,9 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+
+from cxrview.qt.compat import emit
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,9 @@ class TaskState:
 class _Carrier(QObject):
     """Signals emitted from the worker thread, delivered queued on the GUI thread."""
 
-    done = Signal(object, object, bool)  # result, exception, ok
-    progress = Signal(float)
+    # One tuple (result, exception, ok): a single opaque payload crosses threads as is.
+    done = Signal(object)
+    progress = Signal(object)
 
 
 class _Runnable(QRunnable):
@@ -88,9 +92,9 @@ class _Runnable(QRunnable):
                 raise TaskCancelled("cancelled before start")
             result = self._fn(self._state, *self._args)
         except BaseException as exc:  # every failure must reach the GUI
-            self._carrier.done.emit(None, exc, False)
+            emit(self._carrier.done, (None, exc, False))
         else:
-            self._carrier.done.emit(result, None, True)
+            emit(self._carrier.done, (result, None, True))
 
 
 class TaskHandle(QObject):
@@ -110,7 +114,7 @@ class TaskHandle(QObject):
         self.name = name
         self._runner = runner
         self._carrier = _Carrier()
-        self.state = TaskState(self._carrier.progress.emit)
+        self.state = TaskState(partial(emit, self._carrier.progress))
         # Explicitly queued: even a cancellation reported from the GUI thread itself is
         # delivered on a later event-loop turn, so callers are never re-entered.
         self._carrier.done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
@@ -137,13 +141,14 @@ class TaskHandle(QObject):
         self.state.cancel()
         runnable = self._runnable
         if runnable is not None and self._runner.pool.tryTake(runnable):
-            self._carrier.done.emit(None, TaskCancelled(f"{self.name}: cancelled"), False)
+            emit(self._carrier.done, (None, TaskCancelled(f"{self.name}: cancelled"), False))
 
     def _on_progress(self, fraction: float) -> None:
         if not self._done and not self.state.cancelled:
-            self.progress.emit(fraction)
+            emit(self.progress, fraction)
 
-    def _on_done(self, result: object, exc: object, ok: bool) -> None:
+    def _on_done(self, outcome: tuple[object, BaseException | None, bool]) -> None:
+        result, exc, ok = outcome
         if self._done:
             return
         self._done = True
@@ -152,13 +157,13 @@ class TaskHandle(QObject):
             if self.state.cancelled:
                 if not isinstance(exc, TaskCancelled):
                     exc = TaskCancelled(f"{self.name}: superseded")
-                self.errored.emit(exc)
+                emit(self.errored, exc)
             elif ok:
-                self.returned.emit(result)
+                emit(self.returned, result)
             else:
-                self.errored.emit(exc)
+                emit(self.errored, exc)
         finally:
-            self.finished.emit()
+            emit(self.finished)
             self._runner._forget(self)
 
 

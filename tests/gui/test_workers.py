@@ -108,3 +108,22 @@ def test_many_slots_each_deliver_once(qtbot, n: int) -> None:
     qtbot.waitUntil(lambda: runner.active_count() == 0, timeout=5000)
     for i, rec in enumerate(recs):
         assert rec.events == [("returned", i * i), ("finished", None)]
+
+
+def test_emit_helper_keeps_true_alive(qtbot) -> None:
+    """Thousands of emissions must not drain Py_True's refcount (PySide 6.12 bug)."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    from cxrview.qt.compat import emit
+
+    class Source(QObject):
+        ping = Signal(object)
+
+    source = Source()
+    source.ping.connect(lambda _v: None)
+    before = sys.getrefcount(True)
+    for i in range(5000):
+        emit(source.ping, i)
+    assert sys.getrefcount(True) >= before

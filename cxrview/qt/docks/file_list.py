@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrview.qt.compat import emit
+
 PATH_ROLE = Qt.ItemDataRole.UserRole
 ERROR_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -116,4 +118,4 @@ class FileListDock(QDockWidget):
 
     def _on_row_changed(self, row: int) -> None:
         if self._emit and row >= 0:
-            self.current_changed.emit(row, self.list.item(row).data(PATH_ROLE))
+            emit(self.current_changed, row, self.list.item(row).data(PATH_ROLE))

@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.core import Window, XrayImage, render_display
+from cxrview.qt.compat import emit
 from cxrview.qt.viewer.layers import Measurement, MeasurementLayer, OverlayLayer
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ class ImageCanvas(QGraphicsView):
         self._paint_pending = True
         self.fit()
         self.viewport().update()
-        self.window_changed.emit(self.window())
-        self.inverted_changed.emit(False)
+        emit(self.window_changed, self.window())
+        emit(self.inverted_changed, False)
 
     def clear_image(self) -> None:
         self._img = None
@@ -259,7 +260,7 @@ class ImageCanvas(QGraphicsView):
         else:
             if not self._render_timer.isActive():
                 self._render_timer.start()
-        self.window_changed.emit(self.window())
+        emit(self.window_changed, self.window())
 
     def preset_names(self) -> list[str]:
         return list(self._img.presets) if self._img else []
@@ -286,7 +287,7 @@ class ImageCanvas(QGraphicsView):
             return
         self._inverted = inverted
         self._render_now()
-        self.inverted_changed.emit(inverted)
+        emit(self.inverted_changed, inverted)
 
     def toggle_invert(self) -> None:
         self.set_inverted(not self._inverted)
@@ -341,7 +342,7 @@ class ImageCanvas(QGraphicsView):
         self._update_scene_rect()
         self._scroll_scene_point_to(scene_pt, anchor_pt)
         self._zoom_anchor = (anchor_pt, scene_pt, self._scroll_pos())
-        self.zoom_changed.emit(self.zoom_factor())
+        emit(self.zoom_changed, self.zoom_factor())
 
     def _scroll_pos(self) -> tuple[int, int]:
         return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
@@ -376,7 +377,7 @@ class ImageCanvas(QGraphicsView):
         self._scroll_scene_point_to(QPointF(self._img.width / 2, self._img.height / 2),
                                     QPointF(vp.width() / 2, vp.height() / 2))
         self._fit_mode = True
-        self.zoom_changed.emit(self.zoom_factor())
+        emit(self.zoom_changed, self.zoom_factor())
 
     def one_to_one(self) -> None:
         """One image pixel per physical screen pixel, centred on the viewport centre."""
@@ -433,12 +434,12 @@ class ImageCanvas(QGraphicsView):
             return
         self._measure_mode = on
         self.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
-        self.measure_mode_changed.emit(on)
+        emit(self.measure_mode_changed, on)
 
     def add_measurement(self, p0: tuple[float, float], p1: tuple[float, float]) -> Measurement:
         """Add a distance measurement between two image points (x, y)."""
         m = self._measure_layer.add(p0, p1)
-        self.measurement_added.emit(m)
+        emit(self.measurement_added, m)
         return m
 
     def measurements(self) -> list[Measurement]:
@@ -485,7 +486,7 @@ class ImageCanvas(QGraphicsView):
         super().paintEvent(event)
         if self._paint_pending and self._img is not None:
             self._paint_pending = False
-            self.image_painted.emit()
+            emit(self.image_painted)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # Qt override
         super().resizeEvent(event)
@@ -561,7 +562,7 @@ class ImageCanvas(QGraphicsView):
             p = self.image_point(event.position())
             self._measure_layer.update_line(self._drawing,
                                             (self._clamp_x(p.x()), self._clamp_y(p.y())))
-        self.cursor_moved.emit(self._cursor_info(event.position()))
+        emit(self.cursor_moved, self._cursor_info(event.position()))
         event.accept()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # Qt override
@@ -580,11 +581,11 @@ class ImageCanvas(QGraphicsView):
             if m.length_px < 1.0:
                 self._measure_layer.remove(m)  # a click, not a measurement
             else:
-                self.measurement_added.emit(m)
+                emit(self.measurement_added, m)
         event.accept()
 
     def leaveEvent(self, event: QEvent) -> None:  # Qt override
-        self.cursor_moved.emit(None)
+        emit(self.cursor_moved, None)
         super().leaveEvent(event)
 
     def _clamp_x(self, x: float) -> float:

@@ -1,0 +1,272 @@
+"""End-to-end behaviour of the main window on the shared radiographs."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from cxrview.core import find_images
+from tests.gui.helpers import drag
+
+LOAD_TIMEOUT = 15000
+
+
+def open_and_wait(qtbot, window, paths: list[str]) -> None:
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.open_paths(paths)
+
+
+def test_open_folder_and_page(qtbot, window, nih_dir: Path) -> None:
+    files = [str(p) for p in find_images(nih_dir)]
+    open_and_wait(qtbot, window, [str(nih_dir)])
+    assert window.file_dock.count() == len(files) == 52
+    assert window.shown_path() == files[0]
+    assert window.canvas.image() is not None
+    assert window.metadata_dock.model.rowCount() > 0
+
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT) as blocker:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_PageDown)
+    assert blocker.args == [files[1]]
+    assert window.file_dock.current_row() == 1
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT) as blocker:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_PageUp)
+    assert blocker.args == [files[0]]
+    # Arrow keys inside the list move through it natively.
+    window.file_dock.list.setFocus()
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT) as blocker:
+        qtbot.keyClick(window.file_dock.list, Qt.Key.Key_Down)
+    assert blocker.args == [files[1]]
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.next_image()
+    assert window.windowTitle().startswith(Path(files[2]).name)
+    # At the first image "previous" is a no-op.
+    window.file_dock.set_current_row(0)
+    qtbot.waitUntil(lambda: window.shown_path() == files[0], timeout=LOAD_TIMEOUT)
+    window.previous_image()
+    assert window.current_path() == files[0]
+
+
+def test_next_image_is_prefetched(qtbot, window, nih_dir: Path) -> None:
+    files = [str(p) for p in find_images(nih_dir)]
+    open_and_wait(qtbot, window, [str(nih_dir)])
+    qtbot.waitUntil(lambda: files[1] in window.cache, timeout=LOAD_TIMEOUT)
+    window.next_image()  # served from the cache: shown synchronously
+    assert window.shown_path() == files[1]
+
+
+def test_keys_zoom_invert_presets_reset(qtbot, window, dicom_dir: Path) -> None:
+    open_and_wait(qtbot, window, [str(dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm")])
+    canvas = window.canvas
+    img = canvas.image()
+    fit_zoom = canvas.zoom_factor()
+    qtbot.keyClick(canvas, Qt.Key.Key_1)
+    assert canvas.zoom_factor() == pytest.approx(1.0)
+    qtbot.keyClick(canvas, Qt.Key.Key_F)
+    assert canvas.zoom_factor() == pytest.approx(fit_zoom)
+    qtbot.keyClick(canvas, Qt.Key.Key_Plus)
+    assert canvas.zoom_factor() == pytest.approx(fit_zoom * 1.25)
+
+    px = canvas.display_pixels().astype(np.int16)
+    qtbot.keyClick(canvas, Qt.Key.Key_I)
+    assert canvas.is_inverted() and window.actions_["invert"].isChecked()
+    assert np.array_equal(canvas.display_pixels().astype(np.int16), 255 - px)
+
+    names = list(img.presets)
+    qtbot.keyClick(canvas, Qt.Key.Key_3)  # keys 2..9 -> presets in order
+    assert canvas.current_preset() == names[1]
+    assert canvas.window() == img.presets[names[1]]
+    assert window.status.window_label.text().startswith("C ")
+    assert window.actions_.presets[1].text() == names[1]
+    assert not window.actions_.presets[len(names)].isEnabled()
+
+    qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    assert not canvas.is_inverted()
+    assert canvas.current_preset() == img.default_preset
+    assert canvas.zoom_factor() == pytest.approx(fit_zoom)
+
+
+def test_right_drag_window_level_in_window(qtbot, window, nih_dir: Path) -> None:
+    open_and_wait(qtbot, window, [str(nih_dir)])
+    before = window.canvas.window()
+    centre = window.canvas.viewport().rect().center()
+    drag(window.canvas.viewport(), Qt.MouseButton.RightButton, centre, centre + QPoint(80, -40))
+    after = window.canvas.window()
+    assert after.width > before.width and after.center < before.center
+    assert window.status.window_label.text() == (
+        f"C {after.center:.6g}  W {after.width:.6g}")
+
+
+def test_measure_calibrated_and_uncalibrated(qtbot, window, dicom_dir: Path,
+                                             nih_dir: Path) -> None:
+    open_and_wait(qtbot, window, [str(dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm")])
+    assert "0.168 mm/px" in window.status.calibration.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_M)
+    assert window.canvas.is_measure_mode() and window.actions_["measure"].isChecked()
+    c = window.canvas
+    drag(c.viewport(), Qt.MouseButton.LeftButton, c.viewport_point((100.0, 500.0)),
+         c.viewport_point((700.0, 500.0)))
+    (m,) = c.measurements()
+    assert m.text.endswith(" mm") and m.length_mm == pytest.approx(600 * 0.168, rel=0.02)
+    qtbot.keyClick(c, Qt.Key.Key_Delete)
+    assert c.measurements() == []
+
+    open_and_wait(qtbot, window, [str(nih_dir / "00000001_000.png")])
+    assert window.status.calibration.text().startswith("uncalibrated")
+    m = c.add_measurement((0.0, 0.0), (30.0, 40.0))
+    assert m.text == "50 px (uncalibrated)"
+
+
+def test_corrupt_file_shows_error_and_app_keeps_working(qtbot, window, nih_dir: Path,
+                                                         tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    good = sorted(nih_dir.glob("*.png"))[:2]
+    shutil.copy(good[0], folder / "01_good.png")
+    (folder / "02_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    (folder / "03_broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 64)
+    shutil.copy(good[1], folder / "04_good.png")
+    open_and_wait(qtbot, window, [str(folder)])
+    assert window.file_dock.count() == 4
+    for name in ("02_broken.png", "03_broken.dcm"):
+        with qtbot.waitSignal(window.load_failed, timeout=LOAD_TIMEOUT,
+                              check_params_cb=lambda p, _m, n=name: p.endswith(n)) as blocker:
+            window.next_image()
+        path, message = blocker.args
+        qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=LOAD_TIMEOUT)
+        assert path in window.banner.text() and message.startswith(path)
+        assert window.file_dock.error_for(path)  # stays in the list, marked as failed
+        assert window.canvas.image() is None
+    assert window.file_dock.count() == 4
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT) as blocker:
+        window.next_image()
+    assert blocker.args == [str(folder / "04_good.png")]
+    assert not window.banner.isVisible()
+    window.canvas.zoom_by(2.0)  # still fully usable
+
+
+def test_recent_files_persist(qtbot, window, nih_dir: Path) -> None:
+    from cxrview.qt.main_window import MainWindow
+
+    open_and_wait(qtbot, window, [str(nih_dir)])
+    window.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    assert second.settings.recent_files()[0] == str(nih_dir)
+    labels = [a.data() for a in second.actions_.recent_menu.actions() if a.data()]
+    assert labels[0] == str(nih_dir)
+    second.clear_recent()
+    assert MainWindow().settings.recent_files() == []
+    second.close()
+
+
+def test_stale_loads_are_dropped_when_paging_fast(qtbot, window, nih_dir: Path) -> None:
+    files = [str(p) for p in find_images(nih_dir)]
+    open_and_wait(qtbot, window, [str(nih_dir)])
+    shown: list[tuple[str, str | None]] = []
+    window.image_shown.connect(lambda p: shown.append((p, window.current_path())))
+    window.cache.clear()
+    for _ in range(8):
+        window.next_image()
+    qtbot.waitUntil(lambda: window.shown_path() == files[8], timeout=LOAD_TIMEOUT)
+    qtbot.waitUntil(lambda: window.runner.current("load") is None, timeout=LOAD_TIMEOUT)
+    # Only the image requested last was displayed; superseded results never reached it.
+    assert shown == [(files[8], files[8])]
+
+
+def test_gui_stays_responsive_while_decoding_big_jpeg2000(qtbot, window,
+                                                          dicom_dir: Path) -> None:
+    path = dicom_dir / "chest_cr_mono1_15bit_jpeg2000_lossy.dcm"
+    # Warm the decoder processes first so the probe measures decoding, not boot.
+    open_and_wait(qtbot, window, [str(dicom_dir / "chest_cr_mono1_10bit_acrnema_no_header.dcm")])
+    stamps: list[float] = []
+    probe = QTimer()
+    probe.setInterval(5)
+    probe.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    decoded: list[float] = []
+    window.image_decoded.connect(lambda _p: decoded.append(time.perf_counter()))
+    probe.start()
+    start = time.perf_counter()
+    with qtbot.waitSignal(window.first_paint, timeout=LOAD_TIMEOUT,
+                          check_params_cb=lambda p, _ms: p == str(path)):
+        window.open_paths([str(path)])
+    probe.stop()
+    assert decoded, "the image must arrive through the worker"
+    ticks = [start, *[t for t in stamps if t <= decoded[0]], decoded[0]]
+    gaps = np.diff(ticks) * 1000
+    assert decoded[0] - start > 0.05, "decoding was suspiciously fast; probe measured nothing"
+    assert gaps.max() < 50, f"GUI thread blocked for {gaps.max():.0f} ms while decoding"
+    assert sorted(window.canvas.image().stored.shape) == [1841, 1955]
+    assert window.last_load_ms is not None and window.last_load_ms > 0
+    # MONOCHROME1: bone (high stored values) must be displayed bright -> inverted vs stored.
+    img = window.canvas.image()
+    px = window.canvas.display_pixels()
+    hi = img.stored > np.percentile(img.stored, 95)
+    lo = img.stored < np.percentile(img.stored, 5)
+    assert px[hi].mean() < px[lo].mean()
+
+
+def test_metadata_filter(qtbot, window, dicom_dir: Path) -> None:
+    open_and_wait(qtbot, window, [str(dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm")])
+    dock = window.metadata_dock
+    total = len(dock.visible_rows())
+    qtbot.keyClicks(dock.filter_edit, "spacing")
+    rows = dock.visible_rows()
+    assert 0 < len(rows) < total
+    assert all("spacing" in " ".join(r).lower() for r in rows)
+    dock.filter_edit.setText("(0028,0030)")
+    assert any(r[0] == "(0028,0030)" for r in dock.visible_rows())
+
+
+def test_shortcuts_dialog_lists_every_action(qtbot, window) -> None:
+    from cxrview.qt.actions import shortcut_text
+
+    dialog = window.show_shortcuts()
+    qtbot.addWidget(dialog)
+    keys = {k for k, _ in dialog.rows()}
+    for action in window.actions_.all_actions():
+        if shortcut_text(action):
+            assert shortcut_text(action) in keys
+    assert "Right-drag" in keys
+    dialog.close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # PySide flags the QPoint ctor
+def test_drop_folder_opens_it(qtbot, window, nih_dir: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(nih_dir))])
+    # QApplication only routes drop events inside a real drag session, so call the
+    # handlers the way the drag manager would.
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.dropEvent(event)
+    assert window.file_dock.count() == 52
+
+
+def test_unexpected_exception_is_reported_not_fatal(qtbot, window) -> None:
+    try:
+        raise ZeroDivisionError("oops")
+    except ZeroDivisionError as exc:
+        window.report_exception(type(exc), exc, exc.__traceback__)
+    assert "ZeroDivisionError" in window.banner.text()
+
+
+def test_theme_switch_persists(qtbot, window) -> None:
+    from cxrview.qt.theme import current_theme
+
+    window.actions_.themes["light"].trigger()
+    assert current_theme(QApplication.instance()) == "light"
+    assert window.settings.theme() == "light"
+    window.set_theme("dark")
+    assert window.settings.theme() == "dark"
