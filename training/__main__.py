@@ -1,0 +1,176 @@
+"""``python -m training train|finetune|evaluate|lr-find`` — flags or ``--config run.json``.
+
+Flags override the JSON config. Progress: human lines on stderr, JSON lines on
+stdout. Exit codes: 0 done, 1 failed (an ``error`` event says why), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from training.events import EventLog
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data sources (added to any in --config)")
+    g.add_argument("--nih-images", action="append", default=[], metavar="DIR",
+                   help="folder with NIH images (searched recursively; repeatable)")
+    g.add_argument("--data-entry", metavar="CSV", help="Data_Entry_2017 csv (.gz ok)")
+    g.add_argument("--folders", metavar="ROOT", help="folder-per-class layout")
+    g.add_argument("--folder-map", metavar="JSON",
+                   help='class → labels, e.g. \'{"PNEUMONIA": {"Pneumonia": 1}, "NORMAL": {"*": 0}}\'')
+    g.add_argument("--images", metavar="DIR", help="segmentation images (with --masks)")
+    g.add_argument("--masks", metavar="DIR", help="mask root with one folder per structure")
+
+
+def _train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="JSON", help="run configuration file")
+    parser.add_argument("--task", choices=["multilabel-classification", "segmentation"])
+    parser.add_argument("--arch", dest="architecture",
+                        choices=["resnet18", "resnet34", "resnet50", "densenet121", "small-cnn", "unet"])
+    parser.add_argument("--size", dest="input_size", type=int, help="final input size (px)")
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
+                        help="progressive resizing, e.g. 64,128,224")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="max learning rate (one-cycle)")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--schedule", choices=["one-cycle", "constant"])
+    parser.add_argument("--freeze", dest="freeze_blocks", type=int, help="freeze the first N blocks")
+    parser.add_argument("--unfreeze-epoch", type=int)
+    parser.add_argument("--imbalance", choices=["pos_weight", "sampler", "none"])
+    parser.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    parser.add_argument("--val-fraction", type=float)
+    parser.add_argument("--test-fraction", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--patience", type=int, help="early stopping on validation loss")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--no-amp", dest="amp", action="store_false", default=None)
+    parser.add_argument("--out", help="run folder (config, split, checkpoints, bundle)")
+    parser.add_argument("--resume", action="store_true", default=None)
+    parser.add_argument("--weights", help="local .safetensors file or bundle to start from")
+    parser.add_argument("--name")
+    parser.add_argument("--version")
+    parser.add_argument("--threshold-method", choices=["youden", "sensitivity"])
+    parser.add_argument("--target-sensitivity", type=float)
+    parser.add_argument("--max-minutes", type=float, help="stop cleanly after this wall time")
+    parser.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--evaluate-reserved", action="store_true", default=None,
+                        help="report metrics once on reserved NIH patients (final runs only)")
+    _data_flags(parser)
+
+
+def _sources_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
+    sources: list[dict[str, Any]] = []
+    if args.nih_images:
+        if not args.data_entry:
+            raise SystemExit("--nih-images needs --data-entry")
+        sources.append({"type": "nih", "images": args.nih_images, "data_entry": args.data_entry})
+    if args.folders:
+        if not args.folder_map:
+            raise SystemExit("--folders needs --folder-map")
+        sources.append({"type": "folders", "root": args.folders, "mapping": json.loads(args.folder_map)})
+    if args.images or args.masks:
+        if not (args.images and args.masks):
+            raise SystemExit("--images and --masks go together")
+        sources.append({"type": "masks", "images": args.images, "masks": args.masks})
+    return sources
+
+
+_NOT_CONFIG = {"command", "config", "nih_images", "data_entry", "folders", "folder_map", "images",
+               "masks", "base", "start", "end", "steps"}
+
+
+def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    from training.config import TrainConfig
+
+    data: dict[str, Any] = dict(base or {})
+    if args.config:
+        data.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
+    for key, value in vars(args).items():
+        if key not in _NOT_CONFIG and value is not None:
+            data[key] = value
+    data["sources"] = list(data.get("sources", [])) + _sources_from_flags(args)
+    return TrainConfig.from_dict(data)
+
+
+def _finetune_base(bundle: str) -> dict[str, Any]:
+    """Architecture, labels, input size and normalisation come from the base bundle's card."""
+    from cxrview.inference.card import ModelCard
+
+    card = ModelCard.read(bundle)
+    norm = dict(vars(card.normalization))
+    return {"task": card.task, "architecture": card.architecture,
+            "architecture_args": card.architecture_args, "labels": card.labels,
+            "input_size": card.input_size, "channels": card.channels, "normalization": norm,
+            "weights": bundle, "lr": 1e-4, "freeze_blocks": 2, "epochs": 3,
+            "name": card.name, "version": f"{card.version}+ft"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_flags(sub.add_parser("train", help="train a model and publish a bundle"))
+    finetune = sub.add_parser("finetune", help="continue training from a bundle")
+    finetune.add_argument("--base", required=True, help="bundle folder to start from")
+    _train_flags(finetune)
+    lr = sub.add_parser("lr-find", help="learning-rate range test")
+    _train_flags(lr)
+    lr.add_argument("--start", type=float, default=1e-6)
+    lr.add_argument("--end", type=float, default=1.0)
+    lr.add_argument("--steps", type=int, default=80)
+    ev = sub.add_parser("evaluate", help="metrics of a bundle on a split; writes report.json + roc.png")
+    ev.add_argument("--bundle", required=True)
+    ev.add_argument("--split", default="test", choices=["test", "val", "all", "reserved"])
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _data_flags(ev)
+    args = parser.parse_args(argv)
+
+    log = EventLog()
+    try:
+        if args.command == "evaluate":
+            from training.evaluation import evaluate_bundle
+
+            sources = _sources_from_flags(args) or None
+            report = evaluate_bundle(Path(args.bundle), sources=sources, split=args.split,
+                                     out=Path(args.out), batch_size=args.batch_size,
+                                     device=args.device, log=log)
+            log.emit("done", report=str(Path(args.out) / "report.json"),
+                     mean_auroc=report.get("mean_auroc"), dice=report.get("dice"))
+            return 0
+        config = build_config(args, _finetune_base(args.base) if args.command == "finetune" else None)
+        if args.command == "lr-find":
+            from training.lr_find import lr_find
+
+            lr_find(config, log, start=args.start, end=args.end, steps=args.steps)
+            return 0
+        from training.loop import train
+
+        train(config, log)
+        return 0
+    except KeyboardInterrupt:
+        log.emit("error", message="interrupted")
+        return 1
+    except Exception as exc:  # the GUI shows this message; the traceback goes to the log
+        traceback.print_exc(file=sys.stderr)
+        log.emit("error", message=f"{type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

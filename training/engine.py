@@ -1,0 +1,249 @@
+"""The training loop: one code path for CPU, CUDA (AMP) and torchrun (DDP).
+
+A run folder holds config.json, split.json, checkpoint.pt (resumable: model,
+optimiser, scheduler, epoch, best score, early-stopping state) and, at the end,
+the published bundle. Checkpoints are written atomically every epoch so a
+cut-off run loses at most one epoch. Checkpoints are our own files and are read
+back with ``torch.load(weights_only=True)``: tensors and plain containers only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cxrview.inference.architectures import feature_blocks
+from cxrview.inference.card import ModelCard, Normalization
+from training.config import CLASSIFICATION, TrainConfig
+from training.datasets import XrayDataset, build_cache
+from training.events import EventLog
+from training.sources import Sample, apply_split, folder_samples, mask_samples, nih_samples, patient_split
+
+
+class TrainingStopped(Exception):
+    """Raised inside the loop when the time budget is used up (the checkpoint is kept)."""
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_pref: str) -> DistInfo:
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_nccl = device_pref in ("auto", "cuda") and torch.cuda.is_available()
+    if use_nccl:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    return DistInfo(rank=rank, world=world, local_rank=local)
+
+
+def pick_training_device(pref: str, info: DistInfo) -> torch.device:
+    from cxrview.inference.bundle import pick_device
+
+    device = pick_device(pref)
+    if device.type == "cuda" and info.world > 1:
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list[Sample]:
+    samples: list[Sample] = []
+    for source in config.sources:
+        kind = source.get("type")
+        if kind == "nih":
+            dirs = source["images"] if isinstance(source["images"], list) else [source["images"]]
+            samples += nih_samples(dirs, source["data_entry"], config.labels,
+                                   exclude_reserved=not reserved_only, only_reserved=reserved_only)
+        elif reserved_only:
+            continue  # only NIH has reserved evaluation patients
+        elif kind == "folders":
+            samples += folder_samples(source["root"], config.labels, source["mapping"],
+                                      source=source.get("name", "folders"))
+        elif kind == "masks":
+            samples += mask_samples(source["images"], source["masks"], config.labels,
+                                    source=source.get("name", "masks"))
+        else:
+            raise ValueError(f"unknown source type {kind!r}")
+    if config.limit:
+        samples = samples[: config.limit]
+    return samples
+
+
+def make_card(config: TrainConfig) -> ModelCard:
+    norm = dict(config.normalization)
+    if norm.get("stretch_percentiles") is not None:
+        norm["stretch_percentiles"] = tuple(norm["stretch_percentiles"])
+    return ModelCard(name=config.name, version=config.version, task=config.task,
+                     architecture=config.architecture, labels=list(config.labels),
+                     input_size=config.input_size, channels=config.channels,
+                     architecture_args=dict(config.architecture_args),
+                     normalization=Normalization(**norm))
+
+
+def load_initial_weights(model: nn.Module, weights: str, log: EventLog) -> None:
+    """Start from local safetensors (a file, or a bundle folder); the head may differ in size."""
+    from safetensors.torch import load_file
+
+    path = Path(weights)
+    if path.is_dir():
+        path = path / ModelCard.read(path).weights_file
+    state = load_file(str(path))
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    log.say(f"initialised {len(usable)}/{len(own)} tensors from {path}")
+
+
+def set_frozen(model: nn.Module, blocks: int, frozen: bool) -> None:
+    for block in feature_blocks(model)[:blocks]:
+        for p in block.parameters():
+            p.requires_grad = not frozen
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, known: torch.Tensor,
+               pos_weight: torch.Tensor | None) -> torch.Tensor:
+    """BCE over known labels only: unknown labels neither reward nor punish the model."""
+    loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none", pos_weight=pos_weight)
+    return (loss * known).sum() / known.sum().clamp_min(1.0)
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice per structure: Dice keeps the small heart from being drowned by background."""
+    bce = F.binary_cross_entropy_with_logits(logits, masks)
+    probs = torch.sigmoid(logits)
+    inter = (probs * masks).sum(dim=(2, 3))
+    union = probs.sum(dim=(2, 3)) + masks.sum(dim=(2, 3))
+    dice = 1.0 - ((2 * inter + 1.0) / (union + 1.0)).mean()
+    return bce + dice
+
+
+def compute_loss(config: TrainConfig, model: nn.Module, batch: dict[str, torch.Tensor],
+                 device: torch.device, pos_weight: torch.Tensor | None) -> torch.Tensor:
+    images = batch["image"].to(device, non_blocking=True)
+    logits = model(images)
+    if config.task == CLASSIFICATION:
+        return masked_bce(logits.float(), batch["labels"].to(device), batch["known"].to(device),
+                          pos_weight)
+    return segmentation_loss(logits.float(), batch["masks"].to(device))
+
+
+def class_pos_weight(samples: list[Sample]) -> torch.Tensor:
+    labels = np.stack([s.labels for s in samples])
+    known = np.stack([s.known for s in samples])
+    pos = (labels * known).sum(0)
+    neg = ((1 - labels) * known).sum(0)
+    return torch.tensor(np.clip(neg / np.maximum(pos, 1.0), 1.0, 50.0), dtype=torch.float32)
+
+
+def sampler_weights(samples: list[Sample]) -> torch.Tensor:
+    """Per-image weight = inverse frequency of its rarest positive finding (1 for normals)."""
+    labels = np.stack([s.labels * s.known for s in samples])
+    freq = labels.mean(0)
+    weights = np.ones(len(samples))
+    for i, row in enumerate(labels):
+        positives = freq[row > 0]
+        if positives.size:
+            weights[i] = 1.0 / max(float(positives.min()), 1e-3)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float64)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: XrayDataset, device: torch.device, batch_size: int,
+            task: str) -> dict[str, np.ndarray]:
+    """Probabilities (N, L) for classification, or probability masks (N, S, H, W) + losses."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    outputs, losses, masks = [], [], []
+    for batch in loader:
+        logits = model(batch["image"].to(device)).float()
+        if task == CLASSIFICATION:
+            outputs.append(torch.sigmoid(logits).cpu().numpy())
+            losses.append(masked_bce(logits, batch["labels"].to(device), batch["known"].to(device),
+                                     None).item() * len(logits))
+        else:
+            outputs.append(torch.sigmoid(logits).cpu().numpy().astype(np.float16))
+            masks.append(batch["masks"].numpy().astype(bool))
+            losses.append(segmentation_loss(logits, batch["masks"].to(device)).item() * len(logits))
+    result = {"probs": np.concatenate(outputs), "loss": np.array(sum(losses) / max(len(dataset), 1))}
+    if masks:
+        result["masks"] = np.concatenate(masks)
+    return result
+
+
+def validation_score(config: TrainConfig, preds: dict[str, np.ndarray], samples: list[Sample]) -> float:
+    """Mean AUROC (classification) or mean Dice (segmentation) for progress reports."""
+    from training import metrics
+
+    if config.task == CLASSIFICATION:
+        Y = np.stack([s.labels for s in samples])
+        M = np.stack([s.known for s in samples])
+        per = metrics.per_label_auroc(Y, preds["probs"], M, config.labels)
+        values = [v["auroc"] for v in per.values() if v["auroc"] is not None]
+        return float(np.mean(values)) if values else float("nan")
+    dice = metrics.dice_per_structure(preds["probs"] > 0.5, preds["masks"], config.labels)
+    return float(np.mean(list(dice.values())))
+
+
+def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dict[str, list[Sample]], dict]:
+    """Samples, patient-level split (saved, or reloaded on resume) and image caches."""
+    run = config.run_dir
+    samples = collect_samples(config)
+    if not samples:
+        raise ValueError("no training images found in the configured sources")
+    split_file = run / "split.json"
+    if config.resume and split_file.is_file():
+        split = json.loads(split_file.read_text())
+    else:
+        split = patient_split(samples, val_fraction=config.val_fraction,
+                              test_fraction=config.test_fraction, seed=config.seed)
+        if info.is_main:
+            split_file.write_text(json.dumps(split))
+    parts = apply_split(samples, split)
+    counts = {k: len(v) for k, v in parts.items()}
+    log.say(f"images: {counts} from {len(samples)} ({len({s.patient for s in samples})} patients)")
+    log.emit("phase", name="data", images=counts, patients={k: len(v) for k, v in split.items()})
+    return parts, split
+
+
+def caches_for(config: TrainConfig, parts: dict[str, list[Sample]],
+               log: EventLog) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    structures = config.labels if config.task != CLASSIFICATION else None
+    cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+    out = {}
+    for name, samples in parts.items():
+        if not samples:
+            continue
+        log.say(f"caching {len(samples)} {name} images at {max(config.sizes)} px")
+        out[name] = build_cache(samples, max(config.sizes), structures, cache_dir=cache_dir,
+                                progress=lambda d, n, name=name: log.emit("phase", name="cache",
+                                                                          split=name, done=d, total=n))
+    return out

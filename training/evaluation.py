@@ -1,0 +1,265 @@
+"""Metrics on held-out data, thresholds from validation, and publishing the bundle.
+
+Thresholds are chosen on the validation split only; the test split (and, once,
+the reserved NIH patients) is touched only to report. ``evaluate`` recomputes
+the same figures from a published bundle, so a card's numbers can be checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cxrview.inference.bundle import save_bundle
+from cxrview.inference.card import ModelCard
+from training import metrics
+from training.config import CLASSIFICATION, TrainConfig
+from training.datasets import XrayDataset, build_cache
+from training.engine import collect_samples, predict
+from training.events import EventLog
+from training.sources import Sample, apply_split
+
+
+def _stack(samples: list[Sample], attr: str) -> np.ndarray:
+    return np.stack([getattr(s, attr) for s in samples])
+
+
+def choose_thresholds(config: TrainConfig, samples: list[Sample], probs: np.ndarray) -> dict[str, float]:
+    Y, M = _stack(samples, "labels"), _stack(samples, "known")
+    thresholds = {}
+    for j, label in enumerate(config.labels):
+        known = M[:, j] > 0
+        y, s = Y[known, j], probs[known, j]
+        if y.min(initial=1) == y.max(initial=0):  # one class only: no basis to choose
+            continue
+        thresholds[label] = float(
+            metrics.choose_threshold(y, s, method=config.threshold_method, target=config.target_sensitivity)
+        )
+    return thresholds
+
+
+def classification_report(
+    labels: list[str], samples: list[Sample], probs: np.ndarray, thresholds: dict[str, float]
+) -> dict[str, Any]:
+    Y, M = _stack(samples, "labels"), _stack(samples, "known")
+    report = metrics.summarize_multilabel(Y, probs, M, labels, thresholds=thresholds)
+    report["n_images"] = len(samples)
+    report["n_patients"] = len({s.patient for s in samples})
+    return report
+
+
+def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
+    from cxrview.inference.ctr import measure_ctr
+
+    pred_masks = preds["probs"] > 0.5
+    true_masks = preds["masks"]
+    report: dict[str, Any] = {
+        "dice": metrics.dice_per_structure(pred_masks, true_masks, labels),
+        "n_images": len(samples),
+    }
+    idx = {name: labels.index(name) for name in ("heart", "right_lung", "left_lung") if name in labels}
+    if len(idx) == 3:
+        errors, failures = [], 0
+        for p, t in zip(pred_masks, true_masks, strict=True):
+            mp = measure_ctr(p[idx["heart"]], p[idx["right_lung"]], p[idx["left_lung"]])
+            mt = measure_ctr(t[idx["heart"]], t[idx["right_lung"]], t[idx["left_lung"]])
+            if mt is None:
+                continue
+            if mp is None:
+                failures += 1
+                continue
+            errors.append(abs(mp.value - mt.value))
+        report["ctr_abs_error"] = {
+            "mean": float(np.mean(errors)) if errors else None,
+            "median": float(np.median(errors)) if errors else None,
+            "p90": float(np.percentile(errors, 90)) if errors else None,
+            "n": len(errors),
+            "failed": failures,
+        }
+    return report
+
+
+def baseline_report(config: TrainConfig, datasets: dict[str, XrayDataset]) -> dict[str, Any] | None:
+    """Logistic regression on 32×32 thumbnails: what the network must clearly beat."""
+    from training.baseline import thumbnail_logistic_regression
+
+    if config.task != CLASSIFICATION or "test" not in datasets:
+        return None
+    train, test = datasets["train"], datasets["test"]
+    probs = thumbnail_logistic_regression(
+        train.images, _stack(train.samples, "labels"), _stack(train.samples, "known"), test.images
+    )
+    Y, M = _stack(test.samples, "labels"), _stack(test.samples, "known")
+    per = metrics.per_label_auroc(Y, probs, M, config.labels)
+    values = [v["auroc"] for v in per.values() if v["auroc"] is not None]
+    return {
+        "method": "logistic regression on 32x32 thumbnails (same train/test split)",
+        "mean_auroc": float(np.mean(values)) if values else None,
+        "per_label": per,
+    }
+
+
+def reserved_report(
+    config: TrainConfig,
+    model: nn.Module,
+    card: ModelCard,
+    thresholds: dict[str, float],
+    device: torch.device,
+    log: EventLog,
+) -> dict[str, Any] | None:
+    samples = collect_samples(config, reserved_only=True)
+    if not samples:
+        return None
+    images, _ = build_cache(
+        samples,
+        config.input_size,
+        None,
+        cache_dir=Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache",
+    )
+    dataset = XrayDataset(samples, images, card)
+    preds = predict(model, dataset, device, config.batch_size, config.task)
+    report = classification_report(config.labels, samples, preds["probs"], thresholds)
+    return report
+
+
+def _roc_curves(labels: list[str], samples: list[Sample], probs: np.ndarray) -> dict[str, tuple]:
+    return metrics.per_label_roc_curves(_stack(samples, "labels"), probs, _stack(samples, "known"), labels)
+
+
+def publish(
+    config: TrainConfig,
+    model: nn.Module,
+    card: ModelCard,
+    datasets: dict[str, XrayDataset],
+    split: dict[str, list[str]],
+    device: torch.device,
+    log: EventLog,
+    *,
+    trained_seconds: float,
+    stopped_reason: str,
+) -> Path:
+    """Thresholds on val, metrics on test (+ baseline, + reserved once), then write the bundle."""
+    from training.report import write_json_report, write_roc_png
+
+    run = config.run_dir
+    size = config.input_size
+    for ds in datasets.values():
+        ds.set_epoch(0, size)
+    evaluation: dict[str, Any] = {}
+    if config.task == CLASSIFICATION:
+        if "val" in datasets:
+            val = predict(model, datasets["val"], device, config.batch_size, config.task)
+            card.thresholds = choose_thresholds(config, datasets["val"].samples, val["probs"])
+        if "test" in datasets:
+            test = predict(model, datasets["test"], device, config.batch_size, config.task)
+            evaluation["test"] = classification_report(
+                config.labels, datasets["test"].samples, test["probs"], card.thresholds
+            )
+            write_roc_png(
+                run / "roc_test.png",
+                _roc_curves(config.labels, datasets["test"].samples, test["probs"]),
+                f"{config.name} {config.version}: test split",
+            )
+            evaluation["baseline_test"] = baseline_report(config, datasets)
+        if config.evaluate_reserved:
+            evaluation["reserved_nih"] = reserved_report(config, model, card, card.thresholds, device, log)
+    else:
+        for name in ("val", "test"):
+            if name in datasets:
+                preds = predict(model, datasets[name], device, config.batch_size, config.task)
+                evaluation[name] = segmentation_report(config.labels, datasets[name].samples, preds)
+    for name, report in evaluation.items():
+        if report:
+            log.emit(
+                "metric",
+                split=name,
+                **{k: v for k, v in report.items() if k in ("mean_auroc", "dice", "ctr_abs_error")},
+            )
+    card.metrics = evaluation
+    card.training = {
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "config": config.to_dict(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(trained_seconds, 1),
+        "stopped": stopped_reason,
+        "images": {k: len(v.samples) for k, v in datasets.items()},
+        "split_patients": split,
+        "sources": [_describe_source(s) for s in config.sources],
+        "host": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)},
+    }
+    bundle = save_bundle(run / "bundle", model.to("cpu"), card)
+    model.to(device)
+    write_json_report(run / "report.json", {"card_metrics": evaluation})
+    log.say(f"bundle written to {bundle}")
+    return bundle
+
+
+def _describe_source(source: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in source.items()}
+
+
+def evaluate_bundle(
+    bundle_dir: Path,
+    *,
+    sources: list[dict[str, Any]] | None,
+    split: str,
+    out: Path,
+    batch_size: int,
+    device: str,
+    log: EventLog,
+) -> dict[str, Any]:
+    """Recompute a bundle's metrics on a split ("test", "val", "all" or "reserved")."""
+    from cxrview.inference.bundle import load_bundle
+    from training.report import write_json_report, write_roc_png
+
+    loaded = load_bundle(bundle_dir, device=device)
+    card = loaded.card
+    saved = dict(card.training.get("config", {}))
+    config = TrainConfig.from_dict(
+        {
+            **saved,
+            "sources": sources or saved.get("sources", []),
+            "out": str(out),
+            "resume": False,
+            "limit": saved.get("limit"),
+        }
+    )
+    if split == "reserved":
+        samples = collect_samples(config, reserved_only=True)
+    else:
+        samples = collect_samples(config)
+        if split != "all":
+            samples = apply_split(samples, card.training["split_patients"])[split]
+    if not samples:
+        raise ValueError(f"no images for split {split!r} in the given sources")
+    out.mkdir(parents=True, exist_ok=True)
+    structures = card.labels if card.task != CLASSIFICATION else None
+    images, masks = build_cache(samples, card.input_size, structures, cache_dir=out / "cache")
+    dataset = XrayDataset(samples, images, card, masks=masks)
+    preds = predict(loaded.model, dataset, loaded.device, batch_size, card.task)
+    if card.task == CLASSIFICATION:
+        report = classification_report(card.labels, samples, preds["probs"], card.thresholds)
+        write_roc_png(
+            out / "roc.png",
+            _roc_curves(card.labels, samples, preds["probs"]),
+            f"{card.name} {card.version}: {split}",
+        )
+    else:
+        report = segmentation_report(card.labels, samples, preds)
+    report["split"] = split
+    report["bundle"] = str(bundle_dir)
+    write_json_report(out / "report.json", report)
+    log.emit(
+        "metric",
+        split=split,
+        **{k: v for k, v in report.items() if k in ("mean_auroc", "dice", "ctr_abs_error")},
+    )
+    return report
