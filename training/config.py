@@ -61,6 +61,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in (CLASSIFICATION, SEGMENTATION):
             raise ValueError(f"task must be {CLASSIFICATION!r} or {SEGMENTATION!r}")
+        if (self.task == SEGMENTATION) != (self.architecture == "unet"):
+            raise ValueError(f"architecture {self.architecture!r} does not fit task {self.task!r} "
+                             "(segmentation uses unet; classification the others)")
         if not self.labels:
             self.labels = list(NIH_FINDINGS if self.task == CLASSIFICATION else SEGMENTATION_STRUCTURES)
         if not self.sizes:

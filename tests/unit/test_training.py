@@ -1,0 +1,157 @@
+"""`python -m training` end to end on tiny data: protocol, bundle, evaluate, resume, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from tests.conftest import REPO_ROOT, SHARED_DATA  # noqa: E402
+
+DATA_ENTRY = SHARED_DATA / "nih" / "Data_Entry_2017_v2020.csv.gz"
+EVENTS = {"start", "phase", "epoch", "step", "metric", "checkpoint", "done", "error"}
+
+
+def _run(args: list[str], *, timeout: int = 180, module: str = "training") -> tuple[int, list[dict], str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=timeout, env=env)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result.returncode, events, result.stderr
+
+
+def _nih_args(nih_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["--arch", "small-cnn", "--size", "32", "--batch-size", "8", "--nih-images", str(nih_dir),
+            "--data-entry", str(DATA_ENTRY), "--out", str(out), "--val-fraction", "0.25",
+            "--test-fraction", "0.25", "--log-every", "1", "--seed", "3", *extra]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(nih_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    out = tmp_path_factory.mktemp("train") / "run"
+    code, events, err = _run(["train", *_nih_args(nih_dir, out, "--epochs", "2")])
+    assert code == 0, err
+    return out, events
+
+
+def test_train_emits_json_lines_protocol(tiny_run: tuple[Path, list[dict]]) -> None:
+    _, events = tiny_run
+    kinds = [e["event"] for e in events]
+    assert set(kinds) <= EVENTS
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("epoch") == 2 and "checkpoint" in kinds and "step" in kinds
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert {"train_loss", "val_loss", "images_per_s", "val_mean_auroc"} <= set(epoch)
+    assert all(isinstance(e["time"], float) for e in events)
+
+
+def test_bundle_loads_in_the_app_and_evaluate_reproduces_card(tiny_run: tuple[Path, list[dict]],
+                                                              tmp_path: Path) -> None:
+    from cxrview.inference.bundle import load_bundle
+
+    run, _ = tiny_run
+    loaded = load_bundle(run / "bundle", device="cpu")
+    card = loaded.card
+    assert card.labels[0] == "Atelectasis" and len(card.labels) == 14
+    assert card.metrics["test"]["n_images"] > 0
+    split = json.loads((run / "split.json").read_text())
+    reserved = [p for part in split.values() for p in part if int(p.split(":")[1]) % 5 == 0]
+    assert not reserved  # reserved NIH evaluation patients never enter any split
+    assert not set(split["train"]) & (set(split["val"]) | set(split["test"]))
+    code, events, err = _run(["evaluate", "--bundle", str(run / "bundle"), "--split", "test",
+                              "--out", str(tmp_path / "eval")])
+    assert code == 0, err
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["mean_auroc"] == pytest.approx(card.metrics["test"]["mean_auroc"], abs=1e-9)
+    assert report["per_label"] == card.metrics["test"]["per_label"]
+    assert cv2.imread(str(tmp_path / "eval" / "roc.png")) is not None
+
+
+def test_resume_continues_from_checkpoint(tiny_run: tuple[Path, list[dict]], nih_dir: Path,
+                                         tmp_path: Path) -> None:
+    out = tmp_path / "resumable"
+    code, _, err = _run(["train", *_nih_args(nih_dir, out, "--epochs", "1")])
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    code, events, err = _run(["train", "--config", str(out / "config.json"), "--epochs", "2",
+                              "--resume"])
+    assert code == 0, err
+    epochs = [e["epoch"] for e in events if e["event"] == "epoch"]
+    assert epochs == [1]  # epoch 0 came from the checkpoint
+    assert any(e["event"] == "phase" and e.get("name") == "resume" for e in events)
+    assert config["seed"] == 3
+
+
+def test_bad_input_gives_error_event(tmp_path: Path) -> None:
+    code, events, _ = _run(["train", "--arch", "small-cnn", "--size", "32", "--nih-images",
+                            str(tmp_path), "--data-entry", str(DATA_ENTRY), "--out",
+                            str(tmp_path / "run")])
+    assert code == 1
+    assert events[-1]["event"] == "error" and "no training images" in events[-1]["message"]
+
+
+def _phantoms(root: Path, n: int = 12, size: int = 64) -> tuple[Path, Path]:
+    """Synthetic chest-like phantoms: two dark lungs and a bright heart, with their masks."""
+    images, masks = root / "images", root / "masks"
+    for name in ("heart", "left_lung", "right_lung"):
+        (masks / name).mkdir(parents=True)
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = np.full((size, size), 170, np.uint8)
+        dx = int(rng.integers(-3, 4))
+        shapes = {"right_lung": ((size // 4 + dx, size // 2), (size // 7, size // 3)),
+                  "left_lung": ((3 * size // 4 + dx, size // 2), (size // 7, size // 3)),
+                  "heart": ((size // 2 + 3 + dx, 2 * size // 3), (size // 6, size // 8))}
+        for name, (center, axes) in shapes.items():
+            mask = np.zeros((size, size), np.uint8)
+            cv2.ellipse(mask, center, axes, 0, 0, 360, 255, -1)
+            cv2.imwrite(str(masks / name / f"case{i:02d}.png"), mask)
+            img[mask > 0] = 60 if "lung" in name else 220
+        noise = rng.normal(0, 8, img.shape)
+        cv2.imwrite(str(images / f"case{i:02d}.png"), np.clip(img + noise, 0, 255).astype(np.uint8))
+    return images, masks
+
+
+def test_segmentation_training_reports_dice_and_ctr(tmp_path: Path) -> None:
+    images, masks = _phantoms(tmp_path)
+    code, events, err = _run(["train", "--task", "segmentation", "--arch", "small-cnn", "--size", "32",
+                              "--images", str(images), "--masks", str(masks), "--out",
+                              str(tmp_path / "seg"), "--epochs", "1"])
+    # small-cnn is a classifier: a segmentation task with it must fail cleanly, not crash oddly
+    assert code == 1 and events[-1]["event"] == "error"
+    code, events, err = _run(["train", "--task", "segmentation", "--arch", "unet", "--size", "32",
+                              "--images", str(images), "--masks", str(masks), "--out",
+                              str(tmp_path / "seg"), "--epochs", "2", "--batch-size", "4",
+                              "--val-fraction", "0.2", "--test-fraction", "0.2"])
+    assert code == 0, err
+    card = json.loads((tmp_path / "seg" / "bundle" / "card.json").read_text())
+    assert set(card["metrics"]["test"]["dice"]) == {"heart", "left_lung", "right_lung"}
+    assert "ctr_abs_error" in card["metrics"]["test"]
+
+
+def test_lr_find_suggests_a_rate(nih_dir: Path, tmp_path: Path) -> None:
+    code, events, err = _run(["lr-find", *_nih_args(nih_dir, tmp_path / "lr"), "--steps", "12"])
+    assert code == 0, err
+    done = events[-1]
+    assert done["event"] == "done" and 1e-6 <= done["suggested_lr"] <= 1.0
+
+
+def test_torchrun_two_processes_on_cpu(nih_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    args = ["--standalone", "--nproc_per_node=2", "-m", "training", "train",
+            *_nih_args(nih_dir, out, "--epochs", "1", "--device", "cpu")]
+    code, events, err = _run(args, module="torch.distributed.run", timeout=240)
+    assert code == 0, err[-3000:]
+    start = next(e for e in events if e["event"] == "start")
+    assert start["world_size"] == 2
+    assert [e["event"] for e in events].count("epoch") == 1  # only rank 0 reports
+    assert (out / "bundle" / "card.json").is_file()
