@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tests.conftest import REPO_ROOT, SHARED_DATA  # noqa: E402
+from tests.conftest import REPO_ROOT, SHARED_DATA
 
 DATA_ENTRY = SHARED_DATA / "nih" / "Data_Entry_2017_v2020.csv.gz"
 EVENTS = {"start", "phase", "epoch", "step", "metric", "checkpoint", "done", "error"}
@@ -66,7 +66,7 @@ def test_bundle_loads_in_the_app_and_evaluate_reproduces_card(tiny_run: tuple[Pa
     reserved = [p for part in split.values() for p in part if int(p.split(":")[1]) % 5 == 0]
     assert not reserved  # reserved NIH evaluation patients never enter any split
     assert not set(split["train"]) & (set(split["val"]) | set(split["test"]))
-    code, events, err = _run(["evaluate", "--bundle", str(run / "bundle"), "--split", "test",
+    code, _events, err = _run(["evaluate", "--bundle", str(run / "bundle"), "--split", "test",
                               "--out", str(tmp_path / "eval")])
     assert code == 0, err
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
