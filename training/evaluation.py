@@ -53,7 +53,16 @@ def classification_report(
     report = metrics.summarize_multilabel(Y, probs, M, labels, thresholds=thresholds)
     report["n_images"] = len(samples)
     report["n_patients"] = len({s.patient for s in samples})
+    report.update(commonest_mean(report["per_label"]))
     return report
+
+
+def commonest_mean(per_label: dict[str, dict[str, Any]], k: int = 5) -> dict[str, Any]:
+    """Mean AUROC over the k findings with most positives in this set (rare ones are noise)."""
+    ranked = sorted((v["n_pos"], name) for name, v in per_label.items() if v["auroc"] is not None)
+    top = [name for _, name in ranked[::-1][:k]]
+    values = [per_label[name]["auroc"] for name in top]
+    return {f"commonest{k}": top, f"mean_auroc_commonest{k}": float(np.mean(values)) if values else None}
 
 
 def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
@@ -87,46 +96,32 @@ def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[st
     return report
 
 
-def baseline_report(config: TrainConfig, datasets: dict[str, XrayDataset]) -> dict[str, Any] | None:
-    """Logistic regression on 32×32 thumbnails: what the network must clearly beat."""
+def baseline_report(labels: list[str], train: XrayDataset, images: np.ndarray,
+                    samples: list[Sample]) -> dict[str, Any]:
+    """Logistic regression on 32×32 thumbnails, fitted on the same training split."""
     from training.baseline import thumbnail_logistic_regression
 
-    if config.task != CLASSIFICATION or "test" not in datasets:
-        return None
-    train, test = datasets["train"], datasets["test"]
-    probs = thumbnail_logistic_regression(
-        train.images, _stack(train.samples, "labels"), _stack(train.samples, "known"), test.images
-    )
-    Y, M = _stack(test.samples, "labels"), _stack(test.samples, "known")
-    per = metrics.per_label_auroc(Y, probs, M, config.labels)
+    probs = thumbnail_logistic_regression(train.images, _stack(train.samples, "labels"),
+                                          _stack(train.samples, "known"), images)
+    per = metrics.per_label_auroc(_stack(samples, "labels"), probs, _stack(samples, "known"), labels)
     values = [v["auroc"] for v in per.values() if v["auroc"] is not None]
-    return {
-        "method": "logistic regression on 32x32 thumbnails (same train/test split)",
-        "mean_auroc": float(np.mean(values)) if values else None,
-        "per_label": per,
-    }
+    return {"method": "logistic regression on 32x32 thumbnails (same training split)",
+            "mean_auroc": float(np.mean(values)) if values else None, "per_label": per,
+            **commonest_mean(per)}
 
 
-def reserved_report(
-    config: TrainConfig,
-    model: nn.Module,
-    card: ModelCard,
-    thresholds: dict[str, float],
-    device: torch.device,
-    log: EventLog,
-) -> dict[str, Any] | None:
+def reserved_report(config: TrainConfig, model: nn.Module, card: ModelCard,
+                    datasets: dict[str, XrayDataset], device: torch.device) -> dict[str, Any] | None:
+    """One-off metrics on the reserved NIH evaluation patients, beside the baseline's."""
     samples = collect_samples(config, reserved_only=True)
     if not samples:
         return None
-    images, _ = build_cache(
-        samples,
-        config.input_size,
-        None,
-        cache_dir=Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache",
-    )
+    cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+    images, _ = build_cache(samples, config.input_size, None, cache_dir=cache_dir)
     dataset = XrayDataset(samples, images, card)
     preds = predict(model, dataset, device, config.batch_size, config.task)
-    report = classification_report(config.labels, samples, preds["probs"], thresholds)
+    report = classification_report(config.labels, samples, preds["probs"], card.thresholds)
+    report["baseline"] = baseline_report(config.labels, datasets["train"], images, samples)
     return report
 
 
@@ -168,9 +163,10 @@ def publish(
                 _roc_curves(config.labels, datasets["test"].samples, test["probs"]),
                 f"{config.name} {config.version}: test split",
             )
-            evaluation["baseline_test"] = baseline_report(config, datasets)
+            evaluation["test"]["baseline"] = baseline_report(
+                config.labels, datasets["train"], datasets["test"].images, datasets["test"].samples)
         if config.evaluate_reserved:
-            evaluation["reserved_nih"] = reserved_report(config, model, card, card.thresholds, device, log)
+            evaluation["reserved_nih"] = reserved_report(config, model, card, datasets, device)
     else:
         for name in ("val", "test"):
             if name in datasets:
