@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -62,6 +63,30 @@ def install_excepthook(report: Callable[[type[BaseException], BaseException,
     return previous
 
 
+def _quit_on_signals(app: QApplication) -> None:
+    """Ctrl+C / SIGTERM close the window normally (settings saved, decoders stopped).
+
+    Python only runs signal handlers between bytecodes, so a slow no-op timer gives the
+    interpreter a chance while Qt's C++ event loop is idle.
+    """
+    def handler(_signum: int, _frame: object) -> None:
+        app.closeAllWindows()
+        app.quit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread, or unsupported platform
+            return
+    timer = QTimer(app)
+    timer.timeout.connect(_noop)
+    timer.start(250)
+
+
+def _noop() -> None:
+    """Lets Python run pending signal handlers."""
+
+
 def run_gui(paths: list[str]) -> int:
     """Start the viewer on ``paths`` (files and/or folders) and return the exit code."""
     logging.basicConfig(level=os.environ.get("CXRVIEW_LOG", "WARNING").upper(),
@@ -79,6 +104,7 @@ def run_gui(paths: list[str]) -> int:
 
     window = MainWindow(settings)
     previous = install_excepthook(window.report_exception)
+    _quit_on_signals(app)
     window.show()
     if paths:
         # After show(): the window paints immediately and the load runs in the background.

@@ -15,9 +15,11 @@ support) loading falls back to the calling worker thread.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -26,7 +28,6 @@ import types
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -38,7 +39,8 @@ from cxrview.qt.workers import TaskCancelled, TaskState
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.02  # how often a waiting worker thread checks for cancellation
+POLL_S = 0.02
+PR_SET_PDEATHSIG = 1  # linux/prctl.h  # how often a waiting worker thread checks for cancellation
 
 
 @dataclass
@@ -108,6 +110,21 @@ def _main_module_hidden() -> Iterator[None]:
             sys.modules["__main__"] = saved
 
 
+def _child_init() -> None:
+    """Runs first in each decoder process: exit when the GUI process dies.
+
+    Without it a GUI killed by SIGKILL (or a crash) leaves decoders running forever.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() == 1:  # the parent died before prctl took effect
+                os._exit(0)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+
+
 def _child_warm_up() -> int:
     """Import the decoders once so the first real load does not pay for it."""
     import pydicom.pixels  # noqa: F401
@@ -123,12 +140,13 @@ class DecoderPool:
         self._workers = workers
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._warm: list[Future[int]] = []
         self.disabled = os.environ.get("CXRVIEW_DECODE_IN_PROCESS", "1") == "0"
 
     def _context(self) -> multiprocessing.context.BaseContext:
-        methods = multiprocessing.get_all_start_methods()
-        # Never plain fork from a multi-threaded Qt process.
-        return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        # Never fork a multi-threaded Qt process; spawn (rather than forkserver) keeps the
+        # decoders direct children of the GUI so they can die with it (_child_init).
+        return multiprocessing.get_context("spawn")
 
     def executor(self) -> ProcessPoolExecutor | None:
         if self.disabled:
@@ -137,12 +155,12 @@ class DecoderPool:
             if self._executor is None:
                 try:
                     with _main_module_hidden():
-                        ex = ProcessPoolExecutor(self._workers, mp_context=self._context())
+                        ex = ProcessPoolExecutor(self._workers, mp_context=self._context(),
+                                                 initializer=_child_init)
                         # One task per worker spawns every process now, while __main__
                         # is hidden; the pool never spawns again (a dead worker breaks
                         # the pool and we build a new one through this same path).
-                        for _ in range(self._workers):
-                            ex.submit(_child_warm_up)
+                        self._warm = [ex.submit(_child_warm_up) for _ in range(self._workers)]
                     self._executor = ex
                 except Exception:  # fall back to in-thread decoding
                     log.exception("could not start decoder processes; decoding in-thread")
@@ -153,6 +171,12 @@ class DecoderPool:
     def warm_up(self) -> None:
         """Start the processes now (they boot in the background) instead of on first load."""
         self.executor()
+
+    def ready(self) -> bool:
+        """True once every decoder process has booted and imported the decoders."""
+        ex = self._executor
+        return (ex is not None and all(f.done() and not f.cancelled() and f.exception() is None
+                                       for f in self._warm))
 
     def submit(self, path: str) -> Future[LoadedImage | _ChildError] | None:
         ex = self.executor()
@@ -193,23 +217,28 @@ def load_task(state: TaskState, path: str, pool: DecoderPool | None = None) -> L
     """Worker body for the "load"/"prefetch" slots: decode ``path`` for display."""
     if state.cancelled:
         raise TaskCancelled(path)
-    future = pool.submit(path) if pool is not None else None
+    # While the decoder processes are still booting (the first ~0.5-1 s after start-up)
+    # decode here instead: waiting for them would delay the first image by more than a
+    # short GIL hold costs, and nothing else is on screen yet to stay responsive for.
+    future = pool.submit(path) if pool is not None and pool.ready() else None
     if future is None:
         return decode_for_display(path)
-    while True:
+    arrived = threading.Event()
+    future.add_done_callback(lambda _f: arrived.set())  # wake at once, not at the next poll
+    while not arrived.wait(POLL_S):
         if state.cancelled:
             future.cancel()  # only helps if it has not started; the result is dropped anyway
             raise TaskCancelled(path)
-        try:
-            result = future.result(timeout=POLL_S)
-        except FutureTimeout:
-            continue
-        except BrokenProcessPool as exc:
-            pool.restart()
-            raise ImageLoadError(path, "the image decoder crashed on this file") from exc
-        if isinstance(result, _ChildError):
-            raise result.rebuild()
-        return result
+    if state.cancelled:
+        raise TaskCancelled(path)
+    try:
+        result = future.result(timeout=0)
+    except BrokenProcessPool as exc:
+        pool.restart()
+        raise ImageLoadError(path, "the image decoder crashed on this file") from exc
+    if isinstance(result, _ChildError):
+        raise result.rebuild()
+    return result
 
 
 class ImageCache:

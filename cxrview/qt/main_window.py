@@ -13,7 +13,7 @@ import traceback
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QCursor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -43,6 +43,8 @@ from cxrview.qt.viewer.canvas import ImageCanvas
 from cxrview.qt.workers import TaskCancelled, TaskRunner
 
 log = logging.getLogger(__name__)
+
+WARM_UP_DELAY_MS = 1500
 
 
 class ErrorBanner(QFrame):
@@ -89,7 +91,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("cxrview")
         self.settings = settings or AppSettings()
         self.pool = pool if pool is not None else decoder_pool()
-        self.pool.warm_up()  # boot decoder processes while the window is being built
+        # Decoder processes boot after the first image is on screen (or after a short
+        # idle delay): booting them earlier competes for the CPU with that first decode.
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.pool.warm_up)
         self.runner = TaskRunner(self)
         self.cache = ImageCache(capacity=4)
         self.last_load_ms: float | None = None
@@ -304,6 +308,8 @@ class MainWindow(QMainWindow):
             return
         path, t_request = pending
         self.last_load_ms = (time.perf_counter() - t_request) * 1000.0
+        if not self.pool.ready():
+            QTimer.singleShot(0, self.pool.warm_up)
         log.debug("time to first paint %.1f ms: %s", self.last_load_ms, path)
         emit(self.first_paint, path, self.last_load_ms)
 

@@ -123,6 +123,7 @@ def test_measure_calibrated_and_uncalibrated(qtbot, window, dicom_dir: Path,
     assert m.text == "50 px (uncalibrated)"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the garbage
 def test_corrupt_file_shows_error_and_app_keeps_working(qtbot, window, nih_dir: Path,
                                                          tmp_path: Path) -> None:
     folder = tmp_path / "study"
@@ -184,6 +185,7 @@ def test_gui_stays_responsive_while_decoding_big_jpeg2000(qtbot, window,
                                                           dicom_dir: Path) -> None:
     path = dicom_dir / "chest_cr_mono1_15bit_jpeg2000_lossy.dcm"
     # Warm the decoder processes first so the probe measures decoding, not boot.
+    qtbot.waitUntil(window.pool.ready, timeout=LOAD_TIMEOUT)
     open_and_wait(qtbot, window, [str(dicom_dir / "chest_cr_mono1_10bit_acrnema_no_header.dcm")])
     stamps: list[float] = []
     probe = QTimer()
