@@ -318,7 +318,8 @@ class MainWindow(QMainWindow):
             self.setWindowTitle("cxrview")
             return
         row, count = self.file_dock.current_row(), self.file_dock.count()
-        self.setWindowTitle(f"{Path(self._current_path).name} ({row + 1}/{count}) — cxrview")
+        # Qt appends the application display name ("cxrview") itself.
+        self.setWindowTitle(f"{Path(self._current_path).name} ({row + 1}/{count})")
 
     # -- view commands ------------------------------------------------------------------
     def _cursor_anchor(self):  # QPoint | None

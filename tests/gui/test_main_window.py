@@ -272,3 +272,19 @@ def test_theme_switch_persists(qtbot, window) -> None:
     assert window.settings.theme() == "light"
     window.set_theme("dark")
     assert window.settings.theme() == "dark"
+
+
+def test_excepthook_routes_to_window_and_restores(window) -> None:
+    import sys
+
+    from cxrview.qt.app import install_excepthook
+
+    previous = install_excepthook(window.report_exception)
+    try:
+        try:
+            raise KeyError("missing")
+        except KeyError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        sys.excepthook = previous
+    assert "KeyError" in window.banner.text()

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 from cxrview.core import MetadataItem
 
 COLUMNS = ("Tag", "Name", "VR", "Value")
-MAX_VALUE_CHARS = 500  # long values (private blobs) would make rows unreadable
+MAX_VALUE_CHARS = 500
+MAX_NAME_WIDTH = 150  # px  # long values (private blobs) would make rows unreadable
 
 
 class MetadataDock(QDockWidget):
@@ -65,9 +66,10 @@ class MetadataDock(QDockWidget):
                    QStandardItem(value)]
             row[3].setToolTip(it.value[:4000])
             self.model.appendRow(row)
-        self.table.resizeColumnToContents(0)
-        self.table.resizeColumnToContents(1)
-        self.table.resizeColumnToContents(2)
+        for column in (0, 1, 2):
+            self.table.resizeColumnToContents(column)
+        # Long DICOM keywords would push the Value column out of a narrow dock.
+        self.table.setColumnWidth(1, min(self.table.columnWidth(1), MAX_NAME_WIDTH))
 
     def clear(self) -> None:
         self.model.removeRows(0, self.model.rowCount())

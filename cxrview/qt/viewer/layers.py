@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
@@ -27,6 +28,9 @@ from PySide6.QtWidgets import (
 )
 
 log = logging.getLogger(__name__)
+
+Point = tuple[float, float]
+DistanceFn = Callable[[Point, Point], "float | None"]
 
 
 class OverlayLayer(QGraphicsItem):
@@ -118,10 +122,11 @@ class MeasurementLayer(OverlayLayer):
     def __init__(self, name: str = "measurements", *, z: float = 100.0) -> None:
         super().__init__(name, z=z)
         self._measurements: list[Measurement] = []
-        self._distance_mm = None  # type: ignore[var-annotated]
+        self._distance_mm: DistanceFn | None = None
         self._selected: Measurement | None = None
 
-    def set_distance_function(self, fn) -> None:  # Callable[[pt, pt], float|None]
+    def set_distance_function(self, fn: DistanceFn | None) -> None:
+        """Pixels -> mm mapping of the current image (returns None when uncalibrated)."""
         self._distance_mm = fn
 
     def on_image_changed(self, width: int, height: int) -> None:
