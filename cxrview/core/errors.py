@@ -17,6 +17,10 @@ class ImageLoadError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # The (path, reason) constructor needs this to cross process boundaries (pickling).
+        return (type(self), (self.path, self.reason))
+
 
 class FileMissingError(ImageLoadError):
     """The path does not exist or cannot be read."""
