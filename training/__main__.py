@@ -63,6 +63,8 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--cache-dir")
     parser.add_argument("--log-every", type=int)
+    parser.add_argument("--weights-dtype", choices=["float32", "float16"],
+                        help="bundle storage precision (float16 halves the file)")
     parser.add_argument("--evaluate-reserved", action="store_true", default=None,
                         help="report metrics once on reserved NIH patients (final runs only)")
     _data_flags(parser)

@@ -56,6 +56,7 @@ class TrainConfig:
     num_workers: int = 0
     cache_dir: str | None = None
     log_every: int = 10  # steps between "step" events
+    weights_dtype: str = "float32"  # bundle storage precision ("float16" halves shipped bundles)
     evaluate_reserved: bool = False  # final, one-off metrics on reserved NIH patients
 
     def __post_init__(self) -> None:

@@ -100,7 +100,7 @@ def make_card(config: TrainConfig) -> ModelCard:
                      architecture=config.architecture, labels=list(config.labels),
                      input_size=config.input_size, channels=config.channels,
                      architecture_args=dict(config.architecture_args),
-                     normalization=Normalization(**norm))
+                     normalization=Normalization(**norm), weights_dtype=config.weights_dtype)
 
 
 def load_initial_weights(model: nn.Module, weights: str, log: EventLog) -> None:

@@ -129,6 +129,19 @@ def _roc_curves(labels: list[str], samples: list[Sample], probs: np.ndarray) -> 
     return metrics.per_label_roc_curves(_stack(samples, "labels"), probs, _stack(samples, "known"), labels)
 
 
+def round_to_storage_precision(model: nn.Module, card: ModelCard) -> None:
+    """Make the in-memory weights exactly what the bundle will store (float16 bundles).
+
+    Metrics measured afterwards are then reproducible from the saved bundle.
+    """
+    if getattr(card, "weights_dtype", "float32") != "float16":
+        return
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
 def publish(
     config: TrainConfig,
     model: nn.Module,
@@ -144,6 +157,7 @@ def publish(
     """Thresholds on val, metrics on test (+ baseline, + reserved once), then write the bundle."""
     from training.report import write_json_report, write_roc_png
 
+    round_to_storage_precision(model, card)  # metrics below are then exactly the bundle's
     run = config.run_dir
     size = config.input_size
     for ds in datasets.values():

@@ -105,7 +105,7 @@ def load_bundle(bundle_dir: str | os.PathLike[str], *, device: str = "auto",
                                               ("wrong shape", mismatched)) if keys)
         raise BundleError(f"{weights}: weights do not fit {card.architecture} with "
                           f"{len(card.labels)} outputs ({detail})")
-    model.load_state_dict(state)
+    model.load_state_dict(state)  # copies into the float32 parameters, whatever the stored dtype
     target = pick_device(device)
     model.to(target).eval()
     return LoadedModel(card=card, model=model, device=target, path=root)
@@ -117,13 +117,17 @@ def save_bundle(bundle_dir: str | os.PathLike[str], model: nn.Module, card: Mode
     A half-written bundle never appears under the final name, so the app can
     never pick one up.
     """
+    import torch
     from safetensors.torch import save_file
 
     target = Path(bundle_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        store = torch.float16 if card.weights_dtype == "float16" else None
+        state = {k: (v.detach().to("cpu", dtype=store) if store is not None and v.is_floating_point()
+                     else v.detach().to("cpu")).contiguous()
+                 for k, v in model.state_dict().items()}
         weights = staging / card.weights_file
         save_file(state, str(weights), metadata={"architecture": card.architecture,
                                                   "version": card.version})
@@ -141,3 +145,4 @@ def save_bundle(bundle_dir: str | os.PathLike[str], model: nn.Module, card: Mode
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+

@@ -59,6 +59,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     weights_file: str = WEIGHTS_FILE
+    # Storage precision of floating tensors; float16 halves the bundle, the model runs in float32.
+    weights_dtype: str = "float32"
     weights_sha256: str = ""
     parent_version: str | None = None
     format: int = CARD_FORMAT
@@ -70,6 +72,8 @@ class ModelCard:
             raise ValueError("labels must be a non-empty list of distinct names")
         if not (8 <= int(self.input_size) <= 4096):
             raise ValueError(f"input_size {self.input_size} out of range")
+        if self.weights_dtype not in ("float32", "float16"):
+            raise ValueError(f"weights_dtype must be float32 or float16, got {self.weights_dtype!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         unknown = set(self.thresholds) - set(self.labels)

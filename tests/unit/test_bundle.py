@@ -90,3 +90,19 @@ def test_device_choice() -> None:
     assert pick_device("auto").type in ("cuda", "mps", "cpu")
     with pytest.raises(BundleError, match="unknown device"):
         pick_device("tpu")
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build("small-cnn", len(LABELS))
+    full = save_bundle(tmp_path / "full", model, _card())
+    half = save_bundle(tmp_path / "half", model, _card(weights_dtype="float16"))
+    size_full = (full / "model.safetensors").stat().st_size
+    size_half = (half / "model.safetensors").stat().st_size
+    assert size_half < 0.55 * size_full
+    loaded = load_bundle(half, device="cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    x = torch.randn(2, 1, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded.model(x), atol=1e-2)
