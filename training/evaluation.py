@@ -129,6 +129,46 @@ def _roc_curves(labels: list[str], samples: list[Sample], probs: np.ndarray) -> 
     return metrics.per_label_roc_curves(_stack(samples, "labels"), probs, _stack(samples, "known"), labels)
 
 
+def image_top_losses(samples: list[Sample], probs: np.ndarray, k: int = 10) -> list[dict[str, Any]]:
+    """The images the model disagrees with most (masked BCE per image): often label errors."""
+    Y, M = _stack(samples, "labels"), _stack(samples, "known")
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    bce = -(Y * np.log(p) + (1 - Y) * np.log(1 - p)) * M
+    losses = bce.sum(1) / np.maximum(M.sum(1), 1)
+    return [{"path": path, "loss": loss}
+            for path, loss in metrics.top_losses(losses, [s.path for s in samples], k=k)]
+
+
+def single_label_report(card: ModelCard, samples: list[Sample], probs: np.ndarray,
+                        mappings: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Confusion matrix for folder-per-class sets: each image belongs to exactly one class.
+
+    A class is predicted from the labels its folder maps to: the positive class whose
+    best label probability is highest, if that label passes its threshold; otherwise
+    the "normal" class (mapped with ``"*": 0``), when the set has one.
+    """
+    classes = sorted({s.group for s in samples if s.group})
+    normal = next((c for c in classes if mappings.get(c, {}).get("*") == 0), None)
+    positive = {c: [card.labels.index(lab) for lab, v in mappings.get(c, {}).items()
+                    if v == 1 and lab in card.labels] for c in classes}
+    predicted = []
+    for row in probs:
+        best, best_score, passes = normal, -1.0, False
+        for c, idx in positive.items():
+            for j in idx:
+                if row[j] > best_score:
+                    best, best_score = c, float(row[j])
+                    passes = row[j] >= card.threshold(card.labels[j])
+        predicted.append(best if passes or normal is None else normal)
+    index = {c: i for i, c in enumerate(classes)}
+    cm = metrics.confusion_matrix([index[s.group] for s in samples],
+                                  [index[p] if p in index else index[classes[0]] for p in predicted],
+                                  len(classes))
+    return {"classes": classes, "confusion_matrix": cm.tolist(),
+            "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+            "most_confused": [list(t) for t in metrics.most_confused(cm, classes, k=5)]}
+
+
 def round_to_storage_precision(model: nn.Module, card: ModelCard) -> None:
     """Make the in-memory weights exactly what the bundle will store (float16 bundles).
 
@@ -257,6 +297,11 @@ def evaluate_bundle(
     preds = predict(loaded.model, dataset, loaded.device, batch_size, card.task)
     if card.task == CLASSIFICATION:
         report = classification_report(card.labels, samples, preds["probs"], card.thresholds)
+        report["top_losses"] = image_top_losses(samples, preds["probs"])
+        if all(s.group is not None for s in samples):
+            mappings = {k: v for src in config.sources if src.get("type") == "folders"
+                        for k, v in src["mapping"].items()}
+            report["single_label"] = single_label_report(card, samples, preds["probs"], mappings)
         write_roc_png(
             out / "roc.png",
             _roc_curves(card.labels, samples, preds["probs"]),

@@ -38,6 +38,7 @@ class Sample:
     known: np.ndarray  # float32 (L,), 1 where the label is known
     masks: dict[str, str] = field(default_factory=dict)  # structure -> mask file (segmentation)
     view: str | None = None
+    group: str | None = None  # class folder name for single-label (folder-per-class) sources
 
 
 @dataclass
@@ -152,7 +153,7 @@ def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[
         for path in sorted(class_dir.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 samples.append(Sample(path=str(path), patient=f"{source}:{path.stem}", source=source,
-                                      labels=vector.copy(), known=known.copy()))
+                                      labels=vector.copy(), known=known.copy(), group=class_dir.name))
     return samples
 
 

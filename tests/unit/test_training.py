@@ -155,3 +155,24 @@ def test_torchrun_two_processes_on_cpu(nih_dir: Path, tmp_path: Path) -> None:
     assert start["world_size"] == 2
     assert [e["event"] for e in events].count("epoch") == 1  # only rank 0 reports
     assert (out / "bundle" / "card.json").is_file()
+
+
+def test_evaluate_single_label_folders_gives_confusion_matrix(tiny_run: tuple[Path, list[dict]],
+                                                               nih_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run, _ = tiny_run
+    pngs = sorted(nih_dir.glob("*.png"))
+    for name, files in (("NORMAL", pngs[:6]), ("EFFUSION", pngs[-6:])):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, tmp_path / "set" / name / f.name)
+    code, _, err = _run(["evaluate", "--bundle", str(run / "bundle"), "--split", "all", "--out",
+                         str(tmp_path / "ev"), "--folders", str(tmp_path / "set"), "--folder-map",
+                         '{"NORMAL": {"*": 0}, "EFFUSION": {"Effusion": 1}}'])
+    assert code == 0, err
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    single = report["single_label"]
+    assert single["classes"] == ["EFFUSION", "NORMAL"]
+    assert sum(map(sum, single["confusion_matrix"])) == 12
+    assert len(report["top_losses"]) == 10 and report["per_label"]["Effusion"]["n_pos"] == 6
