@@ -191,8 +191,9 @@ def predict(model: nn.Module, dataset: XrayDataset, device: torch.device, batch_
                                      None).item() * len(logits))
         else:
             outputs.append(torch.sigmoid(logits).cpu().numpy().astype(np.float16))
-            masks.append(batch["masks"].numpy().astype(bool))
-            losses.append(segmentation_loss(logits, batch["masks"].to(device)).item() * len(logits))
+            if "masks" in batch:  # images from sources without reference masks have no loss
+                masks.append(batch["masks"].numpy().astype(bool))
+                losses.append(segmentation_loss(logits, batch["masks"].to(device)).item() * len(logits))
     result = {"probs": np.concatenate(outputs), "loss": np.array(sum(losses) / max(len(dataset), 1))}
     if masks:
         result["masks"] = np.concatenate(masks)

@@ -256,6 +256,56 @@ def _describe_source(source: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in source.items()}
 
 
+def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path, batch_size: int,
+                        log: EventLog) -> dict[str, Any]:
+    """A segmenter on another source without reference masks: does its CTR track cardiomegaly?
+
+    On NIH images (non-reserved patients) we measure the CTR from the predicted masks and
+    report how often a CTR could be measured and how well it separates images labelled
+    Cardiomegaly from the rest (AUROC), which a segmenter that fails off its training
+    source cannot do.
+    """
+    from cxrview.inference.ctr import measure_ctr
+    from training.report import write_json_report
+    from training.sources import nih_samples
+
+    card = loaded.card
+    samples: list[Sample] = []
+    for src in sources:
+        dirs = src["images"] if isinstance(src["images"], list) else [src["images"]]
+        samples += nih_samples(dirs, src["data_entry"], ["Cardiomegaly"], exclude_reserved=True)
+    if not samples:
+        raise ValueError("no NIH images found in the given sources")
+    out.mkdir(parents=True, exist_ok=True)
+    images, _ = build_cache(samples, card.input_size, None, cache_dir=out / "cache")
+    preds = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
+    index = {name: card.labels.index(name) for name in ("heart", "right_lung", "left_lung")}
+    values, labels, failed = [], [], 0
+    for sample, prob in zip(samples, preds["probs"] > 0.5, strict=True):
+        m = measure_ctr(prob[index["heart"]], prob[index["right_lung"]], prob[index["left_lung"]])
+        if m is None:
+            failed += 1
+            continue
+        values.append(m.value)
+        labels.append(int(sample.labels[0]))
+    v, y = np.asarray(values), np.asarray(labels)
+    report = {
+        "source": "NIH ChestX-ray14, non-reserved patients (no reference masks)",
+        "n_images": len(samples), "ctr_measured": len(values), "ctr_failed": failed,
+        "cardiomegaly_auroc_of_ctr": metrics.auroc(y, v) if 0 < y.sum() < len(y) else None,
+        "n_cardiomegaly": int(y.sum()),
+        "median_ctr": {"cardiomegaly": float(np.median(v[y == 1])) if y.sum() else None,
+                       "other": float(np.median(v[y == 0])) if (y == 0).any() else None},
+        "fraction_ctr_above_0_5": {"cardiomegaly": float((v[y == 1] > 0.5).mean()) if y.sum() else None,
+                                   "other": float((v[y == 0] > 0.5).mean()) if (y == 0).any() else None},
+        "bundle": str(loaded.path),
+    }
+    write_json_report(out / "report.json", report)
+    log.emit("metric", split="external_nih", cardiomegaly_auroc_of_ctr=report["cardiomegaly_auroc_of_ctr"],
+             ctr_failed=failed)
+    return report
+
+
 def evaluate_bundle(
     bundle_dir: Path,
     *,
@@ -282,6 +332,9 @@ def evaluate_bundle(
             "limit": saved.get("limit"),
         }
     )
+    if card.task != CLASSIFICATION and config.sources and all(
+            src.get("type") == "nih" for src in config.sources):
+        return external_ctr_report(loaded, config.sources, out=out, batch_size=batch_size, log=log)
     if split == "reserved":
         samples = collect_samples(config, reserved_only=True)
     else:
