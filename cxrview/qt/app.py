@@ -64,7 +64,7 @@ def install_excepthook(report: Callable[[type[BaseException], BaseException,
 
 
 def _quit_on_signals(app: QApplication) -> None:
-    """Ctrl+C / SIGTERM close the window normally (settings saved, decoders stopped).
+    """Ctrl+C / SIGTERM close the window normally (settings saved, work cancelled).
 
     Python only runs signal handlers between bytecodes, so a slow no-op timer gives the
     interpreter a chance while Qt's C++ event loop is idle.
@@ -99,7 +99,6 @@ def run_gui(paths: list[str]) -> int:
     if os.path.exists(icon_path):
         app.setWindowIcon(QIcon(icon_path))
 
-    from cxrview.qt.loading import decoder_pool
     from cxrview.qt.main_window import MainWindow
 
     window = MainWindow(settings)
@@ -113,5 +112,4 @@ def run_gui(paths: list[str]) -> int:
         code = app.exec()
     finally:
         sys.excepthook = previous
-        decoder_pool().shutdown()
     return int(code)

@@ -13,7 +13,7 @@ import traceback
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QCursor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -35,7 +35,7 @@ from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
-from cxrview.qt.loading import DecoderPool, ImageCache, LoadedImage, decoder_pool, load_task
+from cxrview.qt.loading import ImageCache, LoadedImage, load_task
 from cxrview.qt.settings import AppSettings
 from cxrview.qt.status import ViewerStatusBar
 from cxrview.qt.theme import apply_theme, current_theme
@@ -44,7 +44,8 @@ from cxrview.qt.workers import TaskCancelled, TaskRunner
 
 log = logging.getLogger(__name__)
 
-WARM_UP_DELAY_MS = 1500
+DEFAULT_FILES_WIDTH = 260  # px, first start only (afterwards the saved layout wins)
+DEFAULT_METADATA_WIDTH = 400
 
 
 class ErrorBanner(QFrame):
@@ -84,16 +85,11 @@ class MainWindow(QMainWindow):
     load_failed = Signal(str, str)  # path, message
     first_paint = Signal(str, float)  # path, ms from "open requested" to first paint
 
-    def __init__(self, settings: AppSettings | None = None,
-                 pool: DecoderPool | None = None) -> None:
+    def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("cxrview")
         self.settings = settings or AppSettings()
-        self.pool = pool if pool is not None else decoder_pool()
-        # Decoder processes boot after the first image is on screen (or after a short
-        # idle delay): booting them earlier competes for the CPU with that first decode.
-        QTimer.singleShot(WARM_UP_DELAY_MS, self.pool.warm_up)
         self.runner = TaskRunner(self)
         self.cache = ImageCache(capacity=4)
         self.last_load_ms: float | None = None
@@ -142,6 +138,12 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:
+            # First start: room for file names on the left and for the metadata *values*
+            # on the right (Tag + Name + VR alone fill a dock at its minimum width).
+            self.resizeDocks([self.file_dock, self.metadata_dock],
+                             [DEFAULT_FILES_WIDTH, DEFAULT_METADATA_WIDTH],
+                             Qt.Orientation.Horizontal)
         for dock in (self.file_dock, self.metadata_dock):
             dock.setVisible(self.settings.dock_visible(dock.objectName()))
         theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
@@ -233,7 +235,7 @@ class MainWindow(QMainWindow):
         if prefetch is not None and prefetch.name == path:
             self.runner.cancel("load")  # the prefetch will deliver it (_on_prefetched)
         else:
-            handle = self.runner.submit(load_task, path, self.pool, slot="load", name=path)
+            handle = self.runner.submit(load_task, path, slot="load", name=path)
             handle.returned.connect(partial(self._on_loaded, path))
             handle.errored.connect(partial(self._on_load_error, True, path))
         self.status.set_loading(True)
@@ -246,7 +248,7 @@ class MainWindow(QMainWindow):
         path = paths[row + 1]
         if path in self.cache or self.file_dock.error_for(path) is not None:
             return
-        handle = self.runner.submit(load_task, path, self.pool, slot="prefetch", name=path,
+        handle = self.runner.submit(load_task, path, slot="prefetch", name=path,
                                     priority=-1)
         handle.returned.connect(partial(self._on_prefetched, path))
         handle.errored.connect(partial(self._on_load_error, False, path))
@@ -308,8 +310,6 @@ class MainWindow(QMainWindow):
             return
         path, t_request = pending
         self.last_load_ms = (time.perf_counter() - t_request) * 1000.0
-        if not self.pool.ready():
-            QTimer.singleShot(0, self.pool.warm_up)
         log.debug("time to first paint %.1f ms: %s", self.last_load_ms, path)
         emit(self.first_paint, path, self.last_load_ms)
 

@@ -59,15 +59,6 @@ def no_leaked_workers(qapp) -> Iterator[None]:
         pytest.fail(f"test left {pool.activeThreadCount()} worker thread(s) running")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _decoder_pool_shutdown() -> Iterator[None]:
-    """The decoder processes are shared by all tests and stopped once at the end."""
-    yield
-    from cxrview.qt.loading import decoder_pool
-
-    decoder_pool().shutdown()
-
-
 @pytest.fixture
 def window(qtbot):
     """A shown, active main window with the dark theme; closed (work cancelled) after."""

@@ -1,4 +1,4 @@
-"""Decoding in the helper processes: results and typed errors survive the trip back."""
+"""The loading task body (runs on a worker thread) and the image cache."""
 
 from __future__ import annotations
 
@@ -7,53 +7,57 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrview.core import ImageLoadError, render_display
-from cxrview.qt.loading import ImageCache, LoadedImage, decoder_pool, load_task
+from cxrview.core import ImageLoadError, load_image, render_display
+from cxrview.qt.loading import ImageCache, LoadedImage, load_task
 from cxrview.qt.workers import TaskCancelled, TaskState
 
 
-@pytest.fixture(scope="module")
-def ready_pool(qapp):
-    pool = decoder_pool()
-    if pool.disabled:
-        pytest.skip("decoder processes disabled")
-    pool.warm_up()
-    import time
-
-    deadline = time.monotonic() + 30
-    while not pool.ready() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool.ready()
-    return pool
-
-
-def test_decode_in_process_matches_in_thread(ready_pool, dicom_dir: Path) -> None:
+def test_load_task_decodes_for_display(dicom_dir: Path) -> None:
     path = str(dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm")
-    remote = load_task(TaskState(), path, ready_pool)
-    local = load_task(TaskState(), path, None)
-    assert np.array_equal(remote.pixels, local.pixels)
-    assert np.array_equal(remote.pixels, render_display(remote.image))
-    assert remote.image.spacing == local.image.spacing
-    assert remote.decode_ms > 0
+    loaded = load_task(TaskState(), path)
+    assert np.array_equal(loaded.pixels, render_display(loaded.image))
+    assert np.array_equal(loaded.pixels, render_display(load_image(path)))
+    assert loaded.pixels.dtype == np.uint8
+    assert loaded.decode_ms > 0
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_typed_error_crosses_process_boundary(ready_pool, tmp_path: Path) -> None:
+def test_load_task_raises_typed_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x13" * 40)
     with pytest.raises(ImageLoadError) as info:
-        load_task(TaskState(), str(bad), ready_pool)
+        load_task(TaskState(), str(bad))
     assert str(info.value).startswith(str(bad) + ": ")
-    missing = tmp_path / "missing.png"
     with pytest.raises(ImageLoadError):
-        load_task(TaskState(), str(missing), ready_pool)
+        load_task(TaskState(), str(tmp_path / "missing.png"))
 
 
-def test_cancelled_state_never_returns(ready_pool, nih_dir: Path) -> None:
+def test_cancelled_state_never_returns(nih_dir: Path) -> None:
     state = TaskState()
     state.cancel()
     with pytest.raises(TaskCancelled):
-        load_task(state, str(sorted(nih_dir.glob("*.png"))[0]), ready_pool)
+        load_task(state, str(sorted(nih_dir.glob("*.png"))[0]))
+
+
+def test_cancel_between_decode_and_render(monkeypatch, nih_dir: Path) -> None:
+    """A load cancelled while decoding stops before rendering the display pixels."""
+    import cxrview.qt.loading as loading
+
+    state = TaskState()
+    real_load = loading.load_image
+
+    def load_then_cancel(path: str):
+        image = real_load(path)
+        state.cancel()
+        return image
+
+    def render_must_not_run(_image):
+        raise AssertionError("render_display ran after cancellation")
+
+    monkeypatch.setattr(loading, "load_image", load_then_cancel)
+    monkeypatch.setattr(loading, "render_display", render_must_not_run)
+    with pytest.raises(TaskCancelled):
+        load_task(state, str(sorted(nih_dir.glob("*.png"))[0]))
 
 
 def test_cache_is_lru() -> None:

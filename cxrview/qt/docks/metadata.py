@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
 from cxrview.core import MetadataItem
 
 COLUMNS = ("Tag", "Name", "VR", "Value")
-MAX_VALUE_CHARS = 500
-MAX_NAME_WIDTH = 150  # px  # long values (private blobs) would make rows unreadable
+MAX_VALUE_CHARS = 500  # long values (private blobs) would make rows unreadable
+MAX_NAME_WIDTH = 150  # px: long DICOM keywords would push the Value column out of view
 
 
 class MetadataDock(QDockWidget):
