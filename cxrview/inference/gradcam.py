@@ -1,0 +1,149 @@
+"""Grad-CAM (Selvaraju et al. 2017) for the classifiers named in model cards.
+
+Compact on purpose: one forward pass, then one ``autograd.grad`` per requested
+finding on the retained graph. The trick that keeps it as cheap as a plain
+forward pass: parameters are frozen for the call and the target block's output
+is detached and re-marked as requiring grad inside a forward hook, so autograd
+records only the small head after the target (pooling + linear layer). Each
+backward then costs microseconds instead of a full backward through the
+network, which is why retaining the graph beats recomputing (see
+``benchmarks/predict_speed.py``).
+
+The target is the last block of ``feature_blocks(model)`` (ResNet ``layer4``,
+DenseNet ``denseblock4``, SmallCNN's last conv block): the deepest spatial
+features, where class evidence is most localised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def cam_target(model: nn.Module) -> nn.Module:
+    """The module whose output Grad-CAM weighs.
+
+    ``feature_blocks`` may return a container built on the fly (``Sequential``
+    slices of SmallCNN, the ResNet stem pair); hooks on such a container never
+    fire because the model's forward never calls it. Descend to its last
+    child, which the model does call and whose output is the block's output.
+    """
+    from cxrview.inference.architectures import feature_blocks
+
+    target = feature_blocks(model)[-1]
+    own = {id(m) for m in model.modules()}
+    while id(target) not in own:
+        children = list(target.children())
+        if not children:
+            raise ValueError(f"cannot find a Grad-CAM target inside {type(model).__name__}")
+        target = children[-1]
+    return target
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Parameters temporarily without grad: the graph then starts at the hooked activation."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def normalise_cam(cam: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the maximum; an all-zero (or non-finite) map stays zero rather than NaN."""
+    cam = np.nan_to_num(cam.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    cam = np.maximum(cam, 0.0)
+    peak = float(cam.max()) if cam.size else 0.0
+    return cam / peak if peak > 0 else np.zeros_like(cam)
+
+
+class CamSession:
+    """One forward pass whose graph is kept for any number of Grad-CAM maps.
+
+    ``with CamSession(model, x) as session:`` runs the forward (``session.logits``,
+    detached, shape (1, K)); ``session.cam(k)`` then costs one backward through
+    the head only. Probabilities and maps come from the same pass, so asking for
+    maps after seeing which findings are positive never costs a second forward.
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, *, target: nn.Module | None = None) -> None:
+        if x.ndim != 4 or x.shape[0] != 1:
+            raise ValueError(f"Grad-CAM expects one image (1, C, H, W), got {tuple(x.shape)}")
+        self.model = model
+        self.x = x
+        self.target = target if target is not None else cam_target(model)
+        self.logits: torch.Tensor | None = None
+        self._raw_logits: torch.Tensor | None = None
+        self._activation: torch.Tensor | None = None
+
+    def __enter__(self) -> CamSession:
+        import torch
+
+        captured: list[torch.Tensor] = []
+
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+            leaf = output.detach().requires_grad_(True)
+            captured.append(leaf)
+            return leaf
+
+        handle = self.target.register_forward_hook(hook)
+        try:
+            with _frozen(self.model), torch.enable_grad():
+                raw = self.model(self.x)
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError("Grad-CAM target was not called during the forward pass")
+        self._activation, self._raw_logits = captured[-1], raw
+        self.logits = raw.detach()
+        return self
+
+    def cam(self, index: int) -> np.ndarray:
+        """Float32 (H, W) map in [0, 1] at the input size for output ``index``."""
+        import torch
+        import torch.nn.functional as F
+
+        if self._raw_logits is None or self._activation is None:
+            raise RuntimeError("CamSession.cam() called outside its with-block")
+        (grads,) = torch.autograd.grad(self._raw_logits[0, int(index)], self._activation,
+                                       retain_graph=True)
+        weights = grads.mean(dim=(2, 3), keepdim=True)  # global-average-pooled gradients
+        cam = torch.relu((weights * self._activation.detach()).sum(dim=1, keepdim=True))
+        cam = F.interpolate(cam, size=tuple(self.x.shape[-2:]), mode="bilinear", align_corners=False)
+        return normalise_cam(cam[0, 0].cpu().numpy())
+
+    def __exit__(self, *exc: object) -> None:
+        self._raw_logits = self._activation = None  # frees the retained graph
+
+
+def gradcam(
+    model: nn.Module,
+    x: torch.Tensor,
+    classes: Sequence[int],
+    *,
+    target: nn.Module | None = None,
+) -> tuple[torch.Tensor, dict[int, np.ndarray]]:
+    """Logits of ``x`` (1, C, H, W) and ``{class_index: cam}`` (float32, input size, [0, 1])."""
+    with CamSession(model, x, target=target) as session:
+        maps = {int(k): session.cam(int(k)) for k in dict.fromkeys(classes)}
+        assert session.logits is not None
+        return session.logits, maps
+
+
+def cam_to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A model-size map resized to the original image (float32, bilinear), for drawing."""
+    import cv2
+
+    return cv2.resize(cam.astype(np.float32, copy=False), (int(width), int(height)),
+                      interpolation=cv2.INTER_LINEAR)
