@@ -368,7 +368,8 @@ class Predictor:
             _check(state)
         prediction.validity = check_validity(
             seg_grey, (image.width, image.height), masks=prediction.masks or None, probs=probs_seg,
-            body_part=image.body_part, view_position=image.view_position)
+            body_part=image.body_part, view_position=image.view_position,
+            ctr_measured=(prediction.ctr is not None) if seg is not None else None)
         clock.lap("validity")
         prediction.timing_ms = clock.done()
         return prediction

@@ -11,6 +11,11 @@ cheap and each reported as a score so thresholds can be audited:
   input (air is dark on a correctly displayed film). Measured inside the
   predicted masks when they are plausible, else in fixed regions of a
   centred PA film (lateral thirds vs the central strip).
+* ``layout``: lungs look plausible but no CTR can be measured (the heart does
+  not straddle the midline between them). On the 52 NIH PNGs the CTR was
+  measurable every time; on their inverted versions never, including those
+  whose masks fooled the brightness check, so this is the second line of
+  defence against inverted input.
 * ``seg_confidence``: mean confidence max(p, 1-p) of the segmenter over the
   pixels it calls lung or heart or is unsure about; out-of-distribution images
   give mushy probability maps. (Distance of classifier features to the training
@@ -103,13 +108,15 @@ def check_validity(
     probs: dict[str, np.ndarray] | None = None,
     body_part: str | None = None,
     view_position: str | None = None,
+    ctr_measured: bool | None = None,
 ) -> dict[str, Any]:
     """``{"ok", "warnings", "scores"}`` for one image.
 
     ``grey01`` is the display-ready model input in [0, 1] (any size, usually
     the segmenter's); ``masks``/``probs`` are the segmenter's boolean masks and
     sigmoid maps at that size (None when no segmenter ran); ``image_size`` is
-    the original (width, height).
+    the original (width, height); ``ctr_measured`` says whether the CTR could
+    be measured from those masks (None: not attempted).
     """
     warnings: list[str] = []
     scores: dict[str, float] = {}
@@ -129,6 +136,8 @@ def check_validity(
         warnings += lung_warnings
         scores.update(lung_scores)
         plausible = masks if not lung_warnings else None
+        if plausible is not None and ctr_measured is False:
+            warnings.append("heart not found between the lungs: masks and CTR unreliable")
     margin = inversion_margin(grey01, plausible)
     scores["inversion_margin"] = round(margin, 4)
     if margin < MIN_INVERSION_MARGIN:
