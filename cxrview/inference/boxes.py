@@ -11,7 +11,8 @@ where size-likeness compares the box's width and height (as fractions of the
 image) with that finding's median NIH box (``resources/box_priors.json``,
 made by ``python -m training.box_priors``) on a log scale, with the spread
 taken from the quartiles. Ties are broken by mean heat. Overlapping
-candidates (IoU > 0.5) keep only the best. Findings without NIH boxes get
+candidates (IoU > 0.5) keep only the best, and runners-up scoring below 10 %
+of the best are dropped (a whole-image box is not a location). Findings without NIH boxes get
 size-likeness 1 (pure heat ranking): no invented priors.
 
 Tuning: none of the 52 bundled NIH test images has an official box, so
@@ -41,6 +42,7 @@ DEFAULT_THRESHOLDS = (0.3, 0.5, 0.7)  # fractions of the map's peak
 DEFAULT_MAX_BOXES = 3
 MIN_LOG_SIGMA = 0.25  # floor on the size-prior spread: quartiles of 79 nodules are tight
 NMS_IOU = 0.5
+MIN_RELATIVE_SCORE = 0.1  # runners-up scoring under 10 % of the best box are noise, not findings
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,10 @@ def boxes_from_cam(
             candidates.append(Box(finding, x * sx, y * sy, w * sx, h * sy, heat * likeness, heat))
     candidates.sort(key=lambda b: (-b.score, -b.heat))
     chosen: list[Box] = []
+    floor = MIN_RELATIVE_SCORE * candidates[0].score if candidates else 0.0
     for box in candidates:
+        if box.score < floor:
+            break
         if all(_iou(box, kept) <= NMS_IOU for kept in chosen):
             chosen.append(box)
             if len(chosen) == max_boxes:
