@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
-SUBCOMMANDS = ("info", "render")
+SUBCOMMANDS = ("info", "render", "predict")
 
 
 def _info_dict(image: XrayImage) -> dict[str, Any]:
@@ -112,6 +112,9 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--window", type=_parse_window, metavar="CENTER,WIDTH")
     render.add_argument("--invert", action="store_true", help="invert on top of the file's own")
     render.add_argument("--allow-large", action="store_true", help="lift the 100-megapixel limit")
+    from cxrview.inference.predict_cli import add_arguments  # no torch at import time
+
+    add_arguments(sub.add_parser("predict", help="findings, Grad-CAM boxes, lung/heart masks and CTR"))
     return parser
 
 
@@ -180,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _run_info(args)
+        if args.command == "predict":
+            from cxrview.inference.predict_cli import run_predict
+
+            return run_predict(args)
         return _run_render(args)
     except KeyboardInterrupt:
         return 130
