@@ -76,14 +76,17 @@ def ours(model: torch.nn.Module, batch: int, size: int, steps: int, arch: str) -
 
 
 def inference_latency(arch: str, size: int, repeats: int) -> list[float]:
+    from pathlib import Path
+
     from cxrview.core import load_image
     from cxrview.inference.preprocess import prepare_image
-    from tests.conftest import NIH_DIR
+
+    nih_dir = Path(__file__).resolve().parents[2] / "shared/data/nih/images_256"
 
     card = ModelCard(name="b", version="0", task="multilabel-classification", architecture=arch,
                      labels=NIH_FINDINGS, input_size=size)
     model = build(arch, 14).eval()
-    image = load_image(NIH_DIR / "00000001_000.png")
+    image = load_image(nih_dir / "00000001_000.png")
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
