@@ -12,13 +12,14 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from cxrview.core.export import atomic_write_bytes
 
 # Colours in BGR, chosen to stay distinguishable on white (a tab10/20-like palette).
 PALETTE = (
@@ -35,19 +36,10 @@ _GRID = (225, 225, 225)
 
 
 def _atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write via a temporary sibling and os.replace, so readers see the old file or the new one."""
+    """Create the folder, then the app's atomic write (temp sibling + os.replace)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, data)
     return target
 
 
