@@ -127,6 +127,7 @@ class Actions:
         file_menu.addAction(self["quit"])
 
         view = bar.addMenu("&View")
+        self.view_menu = view
         for action_id in ("next_image", "prev_image", None, "fit", "one_to_one", "zoom_in",
                           "zoom_out", None, "invert"):
             if action_id is None:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from cxrview import __version__
 from cxrview.core import ImageLoadError, find_images
 from cxrview.qt.actions import Actions
+from cxrview.qt.ai import AIController
 from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog
 from cxrview.qt.docks.file_list import FileListDock
@@ -118,6 +119,10 @@ class MainWindow(QMainWindow):
         self.actions_ = Actions(self)
         for dock in (self.file_dock, self.metadata_dock):
             self.actions_.docks_menu.addAction(dock.toggleViewAction())
+        self.ai = AIController(self)
+        self.findings_dock = self.ai.dock
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
+        self.image_shown.connect(self._on_image_shown_ai)
 
         self.canvas.cursor_moved.connect(self.status.set_cursor)
         self.canvas.window_changed.connect(self._on_window_changed)
@@ -144,7 +149,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.file_dock, self.metadata_dock],
                              [DEFAULT_FILES_WIDTH, DEFAULT_METADATA_WIDTH],
                              Qt.Orientation.Horizontal)
-        for dock in (self.file_dock, self.metadata_dock):
+        for dock in (self.file_dock, self.metadata_dock, self.findings_dock):
             dock.setVisible(self.settings.dock_visible(dock.objectName()))
         theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
         self.actions_.themes[theme].setChecked(True)
@@ -152,7 +157,7 @@ class MainWindow(QMainWindow):
 
     def _save_settings(self) -> None:
         self.settings.save_layout(self.saveGeometry(), self.saveState())
-        for dock in (self.file_dock, self.metadata_dock):
+        for dock in (self.file_dock, self.metadata_dock, self.findings_dock):
             self.settings.set_dock_visible(dock.objectName(), dock.isVisible())
         self.settings.sync()
 
@@ -279,6 +284,7 @@ class MainWindow(QMainWindow):
             self._shown_path = None
             self._t_request = None
             self.canvas.clear_image()
+            self.ai.image_cleared()
             self.metadata_dock.clear()
             self.status.set_image(None)
             self.show_error(message)
@@ -303,6 +309,9 @@ class MainWindow(QMainWindow):
             self.status.clearMessage()
         emit(self.image_shown, path)
         self._prefetch_next()
+
+    def _on_image_shown_ai(self, _path: str) -> None:
+        self.ai.request()
 
     def _on_first_paint(self) -> None:
         pending, self._paint_pending = self._paint_pending, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("CXRVIEW_AI", "0")  # AI findings run only where a test turns them on
 
 from collections.abc import Iterator
 from pathlib import Path
