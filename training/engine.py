@@ -30,10 +30,6 @@ from training.events import EventLog
 from training.sources import Sample, apply_split, folder_samples, mask_samples, nih_samples, patient_split
 
 
-class TrainingStopped(Exception):
-    """Raised inside the loop when the time budget is used up (the checkpoint is kept)."""
-
-
 @dataclass
 class DistInfo:
     rank: int = 0

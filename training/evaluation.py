@@ -242,7 +242,6 @@ def publish(
         "stopped": stopped_reason,
         "images": {k: len(v.samples) for k, v in datasets.items()},
         "split_patients": split,
-        "sources": [_describe_source(s) for s in config.sources],
         "host": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)},
     }
     bundle = save_bundle(run / "bundle", model.to("cpu"), card)
@@ -250,10 +249,6 @@ def publish(
     write_json_report(run / "report.json", {"card_metrics": evaluation})
     log.say(f"bundle written to {bundle}")
     return bundle
-
-
-def _describe_source(source: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in source.items()}
 
 
 def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path, batch_size: int,

@@ -18,7 +18,6 @@ from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset
 from training.engine import (
     DistInfo,
-    TrainingStopped,
     _atomic_torch_save,
     caches_for,
     class_pos_weight,
@@ -233,4 +232,4 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
     return bundle
 
 
-__all__ = ["TrainingStopped", "train"]
+__all__ = ["train"]

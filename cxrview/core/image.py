@@ -183,9 +183,6 @@ class XrayImage:
         stored = self.stored[y, x]
         return float(self.modality_transform.apply(np.asarray([stored]))[0])
 
-    def stored_value_at(self, x: int, y: int) -> float:
-        return float(self.stored[y, x])
-
     def distance_mm(self, p0: tuple[float, float], p1: tuple[float, float]) -> float | None:
         """Distance between two (x, y) image points in mm, or None when spacing is unknown."""
         if self.spacing is None:

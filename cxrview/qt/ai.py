@@ -40,6 +40,7 @@ from cxrview.qt.overlays import (
     finding_color,
     heatmap_rgba,
 )
+from cxrview.qt.settings import as_bool
 from cxrview.qt.workers import TaskCancelled, TaskState
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ class AIController(QObject):
         self.layers = {"heatmap": HeatmapLayer(), "boxes": BoxesLayer(),
                        "contours": ContoursLayer(), "ctr": CTRLayer()}
         for name, layer in self.layers.items():
-            layer.setVisible(_as_bool(qs.value(f"overlays/{name}"), True))
+            layer.setVisible(as_bool(qs.value(f"overlays/{name}"), True))
             window.canvas.add_layer(layer)
         self.dock.finding_selected.connect(self.show_heatmap)
         self.dock.opacity_changed.connect(self.layers["heatmap"].setOpacity)
@@ -527,14 +528,6 @@ class AIController(QObject):
             return
         self.result.heatmaps[finding] = rgba
         self.layers["heatmap"].set_map(finding, rgba)
-
-
-def _as_bool(value: object, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _ignore_args(fn: Any, arg: object, *_signal_args: object) -> None:

@@ -11,7 +11,8 @@ from PySide6.QtCore import QByteArray, QSettings
 MAX_RECENT = 10
 
 
-def _as_bool(value: object, default: bool) -> bool:
+def as_bool(value: object, default: bool) -> bool:
+    """QSettings values as bool: INI back-ends hand booleans back as strings."""
     if value is None:
         return default
     if isinstance(value, bool):
@@ -72,7 +73,7 @@ class AppSettings:
         self.qs.setValue("window/state", state)
 
     def dock_visible(self, name: str, default: bool = True) -> bool:
-        return _as_bool(self.qs.value(f"docks/{name}"), default)
+        return as_bool(self.qs.value(f"docks/{name}"), default)
 
     def set_dock_visible(self, name: str, visible: bool) -> None:
         self.qs.setValue(f"docks/{name}", visible)

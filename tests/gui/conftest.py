@@ -13,30 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QCoreApplication, QSettings, QThreadPool
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared test data not found at {DATA}")
-    return DATA
-
-
-@pytest.fixture(scope="session")
-def nih_dir(data_dir: Path) -> Path:
-    folder = data_dir / "nih" / "images_256"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} missing")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def dicom_dir(data_dir: Path) -> Path:
-    folder = data_dir / "dicom"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} missing")
-    return folder
+# nih_dir / dicom_dir come from tests/conftest.py (one definition of where ../shared/data is).
 
 
 @pytest.fixture(autouse=True)
