@@ -69,6 +69,7 @@ def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list
     samples: list[Sample] = []
     for source in config.sources:
         kind = source.get("type")
+        first = len(samples)
         if kind == "nih":
             dirs = source["images"] if isinstance(source["images"], list) else [source["images"]]
             samples += nih_samples(dirs, source["data_entry"], config.labels,
@@ -77,12 +78,16 @@ def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list
             continue  # only NIH has reserved evaluation patients
         elif kind == "folders":
             samples += folder_samples(source["root"], config.labels, source["mapping"],
-                                      source=source.get("name", "folders"))
+                                      source=source.get("name", "folders"),
+                                      max_per_class=source.get("max_per_class"), seed=config.seed)
         elif kind == "masks":
             samples += mask_samples(source["images"], source["masks"], config.labels,
                                     source=source.get("name", "masks"))
         else:
             raise ValueError(f"unknown source type {kind!r}")
+        if source.get("train_only"):
+            for sample in samples[first:]:
+                sample.train_only = True
     if config.limit:
         samples = samples[: config.limit]
     return samples
@@ -108,6 +113,9 @@ def load_initial_weights(model: nn.Module, weights: str, log: EventLog) -> None:
         path = path / ModelCard.read(path).weights_file
     state = load_file(str(path))
     own = model.state_dict()
+    if not any(k in own for k in state) and any(k.startswith("encoder.") for k in state):
+        # a U-Net bundle: its encoder is the same backbone the classifier uses
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
     log.say(f"initialised {len(usable)}/{len(own)} tensors from {path}")
@@ -216,6 +224,12 @@ def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dic
     samples = collect_samples(config)
     if not samples:
         raise ValueError("no training images found in the configured sources")
+    # Extra sources marked train_only add training images without moving the main
+    # source's patients between splits, and never dilute validation or test.
+    extra = [s for s in samples if s.train_only]
+    samples = [s for s in samples if not s.train_only]
+    if not samples:
+        raise ValueError("every source is train_only: validation and test need at least one other source")
     split_file = run / "split.json"
     if config.resume and split_file.is_file():
         split = json.loads(split_file.read_text())
@@ -225,6 +239,7 @@ def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dic
         if info.is_main:
             split_file.write_text(json.dumps(split))
     parts = apply_split(samples, split)
+    parts["train"] = parts.get("train", []) + extra
     counts = {k: len(v) for k, v in parts.items()}
     log.say(f"images: {counts} from {len(samples)} ({len({s.patient for s in samples})} patients)")
     log.emit("phase", name="data", images=counts, patients={k: len(v) for k, v in split.items()})

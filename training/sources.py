@@ -39,6 +39,7 @@ class Sample:
     masks: dict[str, str] = field(default_factory=dict)  # structure -> mask file (segmentation)
     view: str | None = None
     group: str | None = None  # class folder name for single-label (folder-per-class) sources
+    train_only: bool = False  # extra sources that must never enter validation or test
 
 
 @dataclass
@@ -129,13 +130,16 @@ def nih_samples(image_dirs: list[str | Path], data_entry: str | Path, labels: li
 
 
 def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[str, int]],
-                   *, source: str = "folders") -> list[Sample]:
+                   *, source: str = "folders", max_per_class: int | None = None,
+                   seed: int = 0) -> list[Sample]:
     """Folder-per-class layouts (``root/CLASS/*.png``).
 
     ``mapping`` says what each class folder means for our labels, e.g.
     ``{"PNEUMONIA": {"Pneumonia": 1}, "NORMAL": {"*": 0}}``; ``"*": 0`` marks all
     labels known negative (a normal film), anything unmentioned stays unknown.
-    Without patient IDs, each image is its own patient.
+    Without patient IDs, each image is its own patient. ``max_per_class`` keeps
+    a seeded random subset of each class folder (to balance an extra source
+    against the main one).
     """
     samples = []
     for class_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
@@ -150,10 +154,13 @@ def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[
             if label in labels:
                 vector[labels.index(label)] = float(value)
                 known[labels.index(label)] = 1.0
-        for path in sorted(class_dir.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                samples.append(Sample(path=str(path), patient=f"{source}:{path.stem}", source=source,
-                                      labels=vector.copy(), known=known.copy(), group=class_dir.name))
+        paths = [p for p in sorted(class_dir.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if max_per_class is not None and len(paths) > max_per_class:
+            keep = np.random.default_rng(seed).choice(len(paths), max_per_class, replace=False)
+            paths = [paths[i] for i in sorted(keep)]
+        samples += [Sample(path=str(path), patient=f"{source}:{path.stem}", source=source,
+                           labels=vector.copy(), known=known.copy(), group=class_dir.name)
+                    for path in paths]
     return samples
 
 
