@@ -227,6 +227,7 @@ def mask_polygons(
     scale_xy: tuple[float, float] = (1.0, 1.0),
     min_area: float = 50,
     epsilon_px: float = 1.5,
+    largest_only: bool = False,
 ) -> list[list[list[float]]]:
     """Outer contours of a mask as simplified polygons [[x, y], ...] in original-image coordinates.
 
@@ -235,6 +236,8 @@ def mask_polygons(
     (mask pixels) is the Douglas–Peucker tolerance, keeping outlines small
     without visibly moving them. Vertices are boundary-pixel centres, mapped as
     ((x + 0.5)·sx, (y + 0.5)·sy). Largest polygon first; holes are ignored.
+    ``largest_only`` keeps just the largest one: the heart and each lung are
+    single regions, so any other blob is a segmentation speck, not anatomy.
     """
     m = _as_mask(mask, "mask")
     sx, sy = _check_scale(scale_xy)
@@ -244,6 +247,8 @@ def mask_polygons(
     kept = [(float(cv2.contourArea(c)), c) for c in contours]
     kept = [(area, c) for area, c in kept if area >= min_area]
     kept.sort(key=lambda item: -item[0])
+    if largest_only:
+        kept = kept[:1]
     polygons: list[list[list[float]]] = []
     for _, contour in kept:
         approx = cv2.approxPolyDP(contour, float(epsilon_px), True).reshape(-1, 2).astype(np.float64)

@@ -27,8 +27,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def cam_target(model: nn.Module) -> nn.Module:
+MIN_CAM_SIDE = 7  # coarser maps (4×4 from resnet18 at 128 px) cannot outline a finding
+
+
+def cam_target(model: nn.Module, input_shape: tuple[int, int, int] | None = None) -> nn.Module:
     """The module whose output Grad-CAM weighs.
+
+    Normally the last feature block. With ``input_shape`` (C, H, W), the
+    deepest block whose output is still at least :data:`MIN_CAM_SIDE` pixels
+    on its short side: a small-input model's last block is too coarse to
+    localise anything, and one block earlier keeps most of the class
+    specificity at twice the resolution.
 
     ``feature_blocks`` may return a container built on the fly (``Sequential``
     slices of SmallCNN, the ResNet stem pair); hooks on such a container never
@@ -37,7 +46,41 @@ def cam_target(model: nn.Module) -> nn.Module:
     """
     from cxrview.inference.architectures import feature_blocks
 
-    target = feature_blocks(model)[-1]
+    blocks = [_called_module(model, b) for b in feature_blocks(model)]
+    if input_shape is None:
+        return blocks[-1]
+    sides = _output_sides(model, blocks, input_shape)
+    for block in reversed(blocks):
+        if sides.get(id(block), 0) >= MIN_CAM_SIDE:
+            return block
+    return blocks[-1]
+
+
+def _output_sides(model: nn.Module, blocks: list[nn.Module],
+                  input_shape: tuple[int, int, int]) -> dict[int, int]:
+    """Short side of each block's output for one dummy input (no grad, eval mode kept)."""
+    import torch
+
+    sides: dict[int, int] = {}
+    handles = [b.register_forward_hook(
+        lambda m, _i, out: sides.__setitem__(id(m), int(min(out.shape[-2:]))) if out.ndim == 4 else None)
+        for b in blocks]
+    param = next(model.parameters(), None)
+    x = torch.zeros((1, *input_shape), device=param.device if param is not None else "cpu",
+                    dtype=param.dtype if param is not None else torch.float32)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return sides
+
+
+def _called_module(model: nn.Module, target: nn.Module) -> nn.Module:
     own = {id(m) for m in model.modules()}
     while id(target) not in own:
         children = list(target.children())

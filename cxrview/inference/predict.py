@@ -31,7 +31,7 @@ import numpy as np
 from cxrview.inference.boxes import Box, boxes_from_cam, load_priors
 from cxrview.inference.card import BundleError, ModelCard
 from cxrview.inference.ctr import CTRMeasurement, ctr_flag, mask_polygons, measure_ctr
-from cxrview.inference.gradcam import CamSession, cam_to_size
+from cxrview.inference.gradcam import CamSession, cam_target, cam_to_size
 from cxrview.inference.validity import check_validity
 
 if TYPE_CHECKING:
@@ -144,6 +144,14 @@ class _Entry:
     stamp: tuple[int, ...]
     loaded: LoadedModel
     lock: threading.Lock = field(default_factory=threading.Lock)  # one Grad-CAM forward at a time
+    _cam_target: Any = None
+
+    def cam_target(self) -> Any:
+        """The Grad-CAM layer for this network at its card's input size (found once)."""
+        if self._cam_target is None:
+            card = self.loaded.card
+            self._cam_target = cam_target(self.loaded.model, (card.channels, card.input_size, card.input_size))
+        return self._cam_target
 
 
 _NETWORKS: dict[tuple[str, str], _Entry] = {}
@@ -288,7 +296,7 @@ class Predictor:
         index = self._finding_index(finding)
         entry = get_network(self.classifier_path, self.device)
         x = self._tensor(self._classifier_input(image))
-        with entry.lock, CamSession(entry.loaded.model, x) as session:
+        with entry.lock, CamSession(entry.loaded.model, x, target=entry.cam_target()) as session:
             return session.cam(index)
 
     def predict(self, image: XrayImage, *, cam_for: CamFor = "positives",
@@ -320,7 +328,7 @@ class Predictor:
                 probs = torch.sigmoid(entry.loaded.model(x))[0].float().cpu().numpy()
             clock.lap("classifier")
         else:
-            with entry.lock, CamSession(entry.loaded.model, x) as session:
+            with entry.lock, CamSession(entry.loaded.model, x, target=entry.cam_target()) as session:
                 assert session.logits is not None
                 probs = torch.sigmoid(session.logits)[0].float().cpu().numpy()
                 clock.lap("classifier")
@@ -363,7 +371,8 @@ class Predictor:
             prediction.ctr = measure_ctr(masks["heart"], masks["right_lung"], masks["left_lung"],
                                          scale_xy=scale)
             prediction.ctr_flag = ctr_flag(prediction.ctr, image.view_position)
-            prediction.polygons = {name: mask_polygons(m, scale_xy=scale) for name, m in masks.items()}
+            prediction.polygons = {name: mask_polygons(m, scale_xy=scale, largest_only=True)
+                                   for name, m in masks.items()}
             clock.lap("ctr_masks")
             _check(state)
         prediction.validity = check_validity(

@@ -160,3 +160,9 @@ def test_polygons_largest_first_and_simplified() -> None:
     assert max(p[0] for p in polys[0]) < 128  # the lung, not the small disc
     assert len(polys[0]) < 60  # Douglas–Peucker removed most of ~500 boundary pixels
     assert mask_polygons(np.zeros((10, 10), bool)) == []
+
+
+def test_largest_only_drops_specks() -> None:
+    _, right, _ = phantom()
+    polys = mask_polygons(right | ellipse((200, 40), (10, 10)), largest_only=True)
+    assert len(polys) == 1 and max(p[0] for p in polys[0]) < 128

@@ -95,6 +95,13 @@ def test_cam_target_is_a_module_the_forward_calls() -> None:
     assert cam_target(small) is small.features[-1]  # last module of the last conv block
 
 
+def test_cam_target_steps_back_when_the_last_block_is_too_coarse() -> None:
+    resnet = build("resnet18", 2)
+    assert cam_target(resnet, (1, 224, 224)) is resnet.layer4  # 7×7
+    assert cam_target(resnet, (1, 128, 128)) is resnet.layer3  # layer4 would be 4×4
+    assert resnet.training  # the probe forward leaves the mode as it was
+
+
 def test_helpers() -> None:
     assert normalise_cam(np.array([[np.nan, -1.0], [2.0, 4.0]])).tolist() == [[0.0, 0.0], [0.5, 1.0]]
     assert cam_to_size(np.ones((8, 8), np.float32), 30, 20).shape == (20, 30)
