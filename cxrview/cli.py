@@ -112,6 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--window", type=_parse_window, metavar="CENTER,WIDTH")
     render.add_argument("--invert", action="store_true", help="invert on top of the file's own")
     render.add_argument("--allow-large", action="store_true", help="lift the 100-megapixel limit")
+    render.add_argument("--overlay", action="append", default=[], metavar="NAME",
+                        help="AI overlay drawn as the viewer draws it: heatmap:FINDING, boxes, masks, "
+                             "ctr (repeatable)")
+    render.add_argument("--model", metavar="DIR", help="classifier bundle for overlays (default: shipped)")
+    render.add_argument("--segmenter", metavar="DIR", help="lung/heart bundle for overlays")
+    render.add_argument("--device", default="auto", help="device for overlays: auto, cpu, cuda, mps")
     from cxrview.inference.predict_cli import add_arguments  # no torch at import time
 
     add_arguments(sub.add_parser("predict", help="findings, Grad-CAM boxes, lung/heart masks and CTR"))
@@ -142,6 +148,14 @@ def _run_render(args: argparse.Namespace) -> int:
     from cxrview.core import ImageLoadError, load_image, render_display
     from cxrview.core.export import write_png
 
+    request = None
+    if args.overlay:
+        from cxrview.qt.render import parse_overlays  # Qt only when overlays are asked for
+
+        try:
+            request = parse_overlays(args.overlay)
+        except ValueError as exc:
+            return _error(str(exc))
     try:
         image = load_image(args.path, allow_large=args.allow_large)
     except ImageLoadError as exc:
@@ -153,11 +167,28 @@ def _run_render(args: argparse.Namespace) -> int:
             return _error(f"{args.path}: no preset {args.preset!r} (available: {names})")
         window = image.presets[args.preset]
     pixels = render_display(image, window, invert=args.invert)
+    if request is not None:
+        try:
+            pixels = _overlay(image, pixels, request, args)
+        except (ValueError, RuntimeError, OSError, ImportError) as exc:
+            return _error(f"{args.path}: cannot draw overlays ({exc})")
     try:
         write_png(Path(args.output), pixels)
     except OSError as exc:
         return _error(f"{args.output}: cannot write ({exc.strerror or exc})")
     return EXIT_OK
+
+
+def _overlay(image: XrayImage, pixels: Any, request: Any, args: argparse.Namespace) -> Any:
+    from cxrview.inference.predict import Predictor
+    from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle
+    from cxrview.qt.render import render_with_overlays
+
+    classifier = Path(args.model) if args.model else shipped_bundle(CLASSIFIER)
+    segmenter = Path(args.segmenter) if args.segmenter else shipped_bundle(SEGMENTER)
+    predictor = Predictor(classifier, segmenter if segmenter.is_dir() else None, device=args.device)
+    rendered, _data = render_with_overlays(image, pixels, predictor, request)
+    return rendered
 
 
 def _display_problem() -> str | None:

@@ -150,7 +150,8 @@ class _Entry:
         """The Grad-CAM layer for this network at its card's input size (found once)."""
         if self._cam_target is None:
             card = self.loaded.card
-            self._cam_target = cam_target(self.loaded.model, (card.channels, card.input_size, card.input_size))
+            shape = (card.channels, card.input_size, card.input_size)
+            self._cam_target = cam_target(self.loaded.model, shape)
         return self._cam_target
 
 

@@ -32,14 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.qt.compat import emit
-from cxrview.qt.overlays import (
-    BoxesLayer,
-    ContoursLayer,
-    CTRLayer,
-    HeatmapLayer,
-    finding_color,
-    heatmap_rgba,
-)
+from cxrview.qt.overlays import apply_prediction, finding_color, heatmap_rgba, make_layers
 from cxrview.qt.settings import as_bool
 from cxrview.qt.workers import TaskCancelled, TaskState
 
@@ -327,8 +320,7 @@ class AIController(QObject):
         self._predictor_error: str | None = None
         self.result: AIResult | None = None
         self.dock = FindingsDock(window)
-        self.layers = {"heatmap": HeatmapLayer(), "boxes": BoxesLayer(),
-                       "contours": ContoursLayer(), "ctr": CTRLayer()}
+        self.layers = make_layers()
         for name, layer in self.layers.items():
             layer.setVisible(as_bool(qs.value(f"overlays/{name}"), True))
             window.canvas.add_layer(layer)
@@ -485,10 +477,7 @@ class AIController(QObject):
         self.result = result
         data = result.data
         self.dock.set_prediction(data)
-        labels = list(data["findings"])
-        self.layers["boxes"].set_boxes(data["boxes"], labels)
-        self.layers["contours"].set_polygons(data.get("masks") or {})
-        self.layers["ctr"].set_ctr(data.get("ctr"))
+        apply_prediction(self.layers, data)
         positives = result.prediction.positives
         if positives:
             top = max(positives, key=lambda n: data["findings"][n]["probability"])

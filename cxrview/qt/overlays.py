@@ -254,3 +254,43 @@ class CTRLayer(OverlayLayer):
         painter.setFont(_label_font(painter, 13.0))
         painter.setPen(_cosmetic_pen(self.HEART))
         painter.drawText(QPointF(x0, y - 2 * tick), text)
+
+
+def make_layers() -> dict[str, OverlayLayer]:
+    """The AI layers, keyed by the names used in menus, settings and ``render --overlay``."""
+    return {"heatmap": HeatmapLayer(), "boxes": BoxesLayer(), "contours": ContoursLayer(),
+            "ctr": CTRLayer()}
+
+
+def apply_prediction(layers: dict[str, OverlayLayer], data: dict[str, Any]) -> None:
+    """Boxes, contours and calipers from ``Prediction.to_dict()`` (the heatmap is per finding)."""
+    labels = list(data["findings"])
+    layers["boxes"].set_boxes(data["boxes"], labels)  # type: ignore[attr-defined]
+    layers["contours"].set_polygons(data.get("masks") or {})  # type: ignore[attr-defined]
+    layers["ctr"].set_ctr(data.get("ctr"))  # type: ignore[attr-defined]
+
+
+def paint_layers(grey: np.ndarray, layers: list[OverlayLayer]) -> np.ndarray:
+    """The displayed 8-bit image with ``layers`` painted on it at 1 image pixel per device pixel.
+
+    Offscreen equivalent of the canvas: the same ``paint_overlay`` code, in z
+    order, each at its own opacity (hidden layers are skipped). Give the layers
+    their image size (``set_image_size``) before their data: a size change
+    clears them. Returns (H, W, 3) uint8 RGB.
+    """
+    h, w = grey.shape
+    base = QImage(np.ascontiguousarray(grey).data, w, h, w, QImage.Format.Format_Grayscale8)
+    canvas = base.convertToFormat(QImage.Format.Format_RGB32)
+    painter = QPainter(canvas)
+    try:
+        rect = QRectF(0, 0, w, h)
+        for layer in sorted((item for item in layers if item.isVisible()), key=lambda item: item.zValue()):
+            painter.save()
+            painter.setOpacity(layer.opacity())
+            layer.paint_overlay(painter, rect)
+            painter.restore()
+    finally:
+        painter.end()
+    ptr = canvas.constBits()
+    bgra = np.frombuffer(ptr, np.uint8, count=canvas.sizeInBytes()).reshape(h, canvas.bytesPerLine() // 4, 4)
+    return np.ascontiguousarray(bgra[:, :w, 2::-1])

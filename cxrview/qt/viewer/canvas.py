@@ -211,6 +211,10 @@ class ImageCanvas(QGraphicsView):
         emit(self.window_changed, self.window())
         emit(self.inverted_changed, False)
 
+    def displayed_pixels(self) -> np.ndarray | None:
+        """The 8-bit image as currently displayed (window/level and inversion applied)."""
+        return None if self._pixels is None else self._pixels.copy()
+
     def clear_image(self) -> None:
         self._img = None
         self._pixels = None
