@@ -58,6 +58,10 @@ class CacheKey:
 
 
 def default_cache_path() -> Path:
+    """``$CXRVIEW_CACHE_DIR`` (tests, portable installs) or the user cache directory."""
+    override = os.environ.get("CXRVIEW_CACHE_DIR")
+    if override:
+        return Path(override) / DB_NAME
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("cxrview")) / DB_NAME

@@ -383,3 +383,12 @@ class Predictor:
         clock.lap("validity")
         prediction.timing_ms = clock.done()
         return prediction
+
+
+def triage_score(data: dict[str, Any]) -> tuple[float, str | None]:
+    """(highest finding probability, that finding): what a worklist sorts by, most suspicious first."""
+    findings = data.get("findings") or {}
+    if not findings:
+        return 0.0, None
+    name = max(findings, key=lambda n: findings[n]["probability"])
+    return float(findings[name]["probability"]), name

@@ -86,12 +86,23 @@ class AIResult:
 
 
 def predict_task(state: TaskState, predictor: Predictor, image: XrayImage) -> AIResult:
-    from cxrview.inference.predict import Cancelled
+    """Findings for one image: from the results cache when this image was scored with these
+    models before (heatmaps are then computed on demand), else a full prediction (cached)."""
+    from cxrview.inference.cache import ResultCache
+    from cxrview.inference.predict import Cancelled, Prediction
 
+    cache = ResultCache()
+    key = predictor.cache_key(image) if image.content_hash else None
+    cached = cache.get(key) if key is not None else None
+    if cached is not None:
+        cached = {**cached, "path": image.path}
+        return AIResult(Prediction.from_dict(cached), cached, {})
     try:
         prediction = predictor.predict(image, cam_for="positives", state=state)
     except Cancelled:
         raise TaskCancelled(image.path) from None
+    if key is not None:
+        cache.put(key, prediction.to_dict())
     heatmaps = {}
     for finding, cam in prediction.cams.items():
         if state.cancelled:

@@ -32,6 +32,7 @@ from cxrview import __version__
 from cxrview.core import ImageLoadError, find_images
 from cxrview.qt.actions import Actions
 from cxrview.qt.ai import AIController
+from cxrview.qt.batch import BatchScorer
 from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog
 from cxrview.qt.docks.file_list import FileListDock
@@ -121,6 +122,7 @@ class MainWindow(QMainWindow):
             self.actions_.docks_menu.addAction(dock.toggleViewAction())
         self.ai = AIController(self)
         self.findings_dock = self.ai.dock
+        self.batch = BatchScorer(self, self.ai)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
         self.image_shown.connect(self._on_image_shown_ai)
 
@@ -206,6 +208,7 @@ class MainWindow(QMainWindow):
             return 0
         self.cache.clear()
         self.banner.hide()
+        self.runner.cancel("batch")  # its scores belong to the previous list
         self.file_dock.set_files(files)
         self.file_dock.set_current_row(0)
         return len(files)

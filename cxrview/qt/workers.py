@@ -41,15 +41,18 @@ class TaskCancelled(Exception):
 
 
 class TaskState:
-    """What a task body sees: a cancellation flag and a progress callback.
+    """What a task body sees: a cancellation flag, a progress callback and a way to
+    hand over partial results (batch scoring streams one result per image).
 
     Thread-safe by construction: ``cancelled`` is backed by a :class:`threading.Event`
-    and progress is forwarded through a queued Qt signal.
+    and progress / partial results are forwarded through queued Qt signals.
     """
 
-    def __init__(self, progress_cb: Callable[[float], None] | None = None) -> None:
+    def __init__(self, progress_cb: Callable[[float], None] | None = None,
+                 partial_cb: Callable[[object], None] | None = None) -> None:
         self._event = threading.Event()
         self._progress_cb = progress_cb
+        self._partial_cb = partial_cb
 
     @property
     def cancelled(self) -> bool:
@@ -63,6 +66,11 @@ class TaskState:
         if self._progress_cb is not None and not self.cancelled:
             self._progress_cb(max(0.0, min(1.0, float(fraction))))
 
+    def publish(self, item: object) -> None:
+        """Deliver a partial result (``TaskHandle.partial``); ignored once cancelled."""
+        if self._partial_cb is not None and not self.cancelled:
+            self._partial_cb(item)
+
 
 class _Carrier(QObject):
     """Signals emitted from the worker thread, delivered queued on the GUI thread."""
@@ -70,6 +78,7 @@ class _Carrier(QObject):
     # One tuple (result, exception, ok): a single opaque payload crosses threads as is.
     done = Signal(object)
     progress = Signal(object)
+    partial = Signal(object)
 
 
 class _Runnable(QRunnable):
@@ -103,6 +112,7 @@ class TaskHandle(QObject):
     returned = Signal(object)
     errored = Signal(object)
     progress = Signal(float)
+    partial = Signal(object)  # items from state.publish(), in order, before returned/errored
     finished = Signal()
 
     def __init__(self, runner: TaskRunner, fn: TaskFn, args: tuple[Any, ...],
@@ -114,11 +124,12 @@ class TaskHandle(QObject):
         self.name = name
         self._runner = runner
         self._carrier = _Carrier()
-        self.state = TaskState(partial(emit, self._carrier.progress))
+        self.state = TaskState(partial(emit, self._carrier.progress), partial(emit, self._carrier.partial))
         # Explicitly queued: even a cancellation reported from the GUI thread itself is
         # delivered on a later event-loop turn, so callers are never re-entered.
         self._carrier.done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
         self._carrier.progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+        self._carrier.partial.connect(self._on_partial, Qt.ConnectionType.QueuedConnection)
         self._runnable: _Runnable | None = _Runnable(fn, args, self.state, self._carrier)
         self._done = False
 
@@ -146,6 +157,10 @@ class TaskHandle(QObject):
     def _on_progress(self, fraction: float) -> None:
         if not self._done and not self.state.cancelled:
             emit(self.progress, fraction)
+
+    def _on_partial(self, item: object) -> None:
+        if not self._done and not self.state.cancelled:
+            emit(self.partial, item)
 
     def _on_done(self, outcome: tuple[object, BaseException | None, bool]) -> None:
         result, exc, ok = outcome

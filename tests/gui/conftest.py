@@ -29,6 +29,14 @@ def isolated_settings(qapp, tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
+def isolated_prediction_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Predictions cached by a test go to its own folder, never the user's cache."""
+    folder = tmp_path / "prediction-cache"
+    monkeypatch.setenv("CXRVIEW_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_workers(qapp) -> Iterator[None]:
     """Fail a test that leaves pool threads busy (windows must cancel their work)."""
     yield
