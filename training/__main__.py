@@ -56,7 +56,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="local .safetensors file or bundle to start from")
     parser.add_argument("--name")
     parser.add_argument("--version")
-    parser.add_argument("--threshold-method", choices=["youden", "sensitivity"])
+    parser.add_argument("--threshold-method", choices=["youden", "f1", "sensitivity", "specificity"])
     parser.add_argument("--target-sensitivity", type=float)
     parser.add_argument("--max-minutes", type=float, help="stop cleanly after this wall time")
     parser.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
@@ -136,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     _data_flags(ev)
+    rc = sub.add_parser("recalibrate", help="new per-finding thresholds for a bundle, chosen on its "
+                                            "validation split; writes a new bundle")
+    rc.add_argument("--bundle", required=True)
+    rc.add_argument("--out", required=True, help="folder for the recalibrated bundle")
+    rc.add_argument("--method", default="f1", choices=["f1", "youden", "sensitivity", "specificity"])
+    rc.add_argument("--target", type=float, default=0.9, help="for sensitivity/specificity")
+    rc.add_argument("--batch-size", type=int, default=32)
+    rc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _data_flags(rc)
     args = parser.parse_args(argv)
 
     log = EventLog()
@@ -149,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                                      device=args.device, log=log)
             log.emit("done", report=str(Path(args.out) / "report.json"),
                      mean_auroc=report.get("mean_auroc"), dice=report.get("dice"))
+            return 0
+        if args.command == "recalibrate":
+            from training.recalibrate import recalibrate_bundle
+
+            path = recalibrate_bundle(Path(args.bundle), Path(args.out), method=args.method,
+                                      target=args.target, sources=_sources_from_flags(args) or None,
+                                      batch_size=args.batch_size, device=args.device, log=log)
+            log.emit("done", bundle=str(path))
             return 0
         config = build_config(args, _finetune_base(args.base) if args.command == "finetune" else None)
         if args.command == "lr-find":

@@ -49,7 +49,7 @@ class TrainConfig:
     weights: str | None = None  # a .safetensors file or a bundle folder to start from
     name: str = "cxrview-model"
     version: str = "0.1.0"
-    threshold_method: str = "youden"  # or "sensitivity"
+    threshold_method: str = "youden"  # or "f1", "sensitivity", "specificity" (metrics.choose_threshold)
     target_sensitivity: float = 0.9
     max_minutes: float | None = None  # wall-clock budget; stops cleanly after an epoch
     limit: int | None = None  # use only the first N samples (smoke tests)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-THRESHOLD_METHODS = ("youden", "sensitivity", "specificity")
+THRESHOLD_METHODS = ("youden", "f1", "sensitivity", "specificity")
 _BOOTSTRAP_CHUNK_CELLS = 4_000_000  # resamples x samples per chunk: bounds memory to ~100 MB
 
 
@@ -276,7 +276,11 @@ def choose_threshold(
     """A decision threshold (positive when score >= threshold) chosen on labelled data.
 
     * ``"youden"``: maximises sensitivity + specificity - 1; ties go to the
-      highest threshold (fewest false alarms).
+      highest threshold (fewest false alarms). At low prevalence this calls
+      many negatives positive (specificity counts as much as precision).
+    * ``"f1"``: maximises F1 (precision and recall of the positive class);
+      fewer, more trustworthy positives when a finding is rare. Ties go to
+      the highest threshold.
     * ``"sensitivity"``: the highest threshold whose sensitivity is >= target,
       i.e. the most specific screen that still catches ``target`` of positives.
     * ``"specificity"``: the lowest threshold whose specificity is >= target.
@@ -286,12 +290,18 @@ def choose_threshold(
     """
     if method not in THRESHOLD_METHODS:
         raise ValueError(f"method must be one of {THRESHOLD_METHODS}, got {method!r}")
-    if method != "youden" and not 0.0 <= target <= 1.0:
+    if method not in ("youden", "f1") and not 0.0 <= target <= 1.0:
         raise ValueError(f"target must be in [0, 1], got {target}")
     fpr, tpr, thr = roc_curve(y_true, scores)
     eps = 1e-12
     if method == "youden":
         i = 1 + int(np.argmax((tpr - fpr)[1:]))
+    elif method == "f1":
+        y = _binary_1d(y_true)
+        n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+        tp, fp = tpr * n_pos, fpr * n_neg
+        f1 = np.divide(2 * tp, 2 * tp + fp + (n_pos - tp), out=np.zeros_like(tp), where=(tp + fp) > 0)
+        i = 1 + int(np.argmax(f1[1:]))
     elif method == "sensitivity":
         i = 1 + int(np.argmax(tpr[1:] >= target - eps))  # tpr reaches 1.0, so a hit always exists
     else:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from cxrview.inference.card import CARD_FILE, BundleError, ModelCard
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
     from torch import nn
 
@@ -120,10 +122,7 @@ def save_bundle(bundle_dir: str | os.PathLike[str], model: nn.Module, card: Mode
     import torch
     from safetensors.torch import save_file
 
-    target = Path(bundle_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    def write(staging: Path) -> None:
         store = torch.float16 if card.weights_dtype == "float16" else None
         state = {k: (v.detach().to("cpu", dtype=store) if store is not None and v.is_floating_point()
                      else v.detach().to("cpu")).contiguous()
@@ -133,6 +132,32 @@ def save_bundle(bundle_dir: str | os.PathLike[str], model: nn.Module, card: Mode
                                                   "version": card.version})
         card.weights_sha256 = file_sha256(weights)
         (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+
+    return _publish(Path(bundle_dir), write)
+
+
+def save_card_with_weights_of(bundle_dir: str | os.PathLike[str], source: str | os.PathLike[str],
+                              card: ModelCard) -> Path:
+    """A new bundle holding ``source``'s weights file byte for byte and a new card (same atomicity).
+
+    For changes that do not touch the weights (recalibrated thresholds): the
+    sha256 stays the same, so the weights are recognisably the same model.
+    """
+    src = Path(source)
+
+    def write(staging: Path) -> None:
+        shutil.copyfile(src / card.weights_file, staging / card.weights_file)
+        card.weights_sha256 = file_sha256(staging / card.weights_file)
+        (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+
+    return _publish(Path(bundle_dir), write)
+
+
+def _publish(target: Path, write: Callable[[Path], None]) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(staging)
         if target.exists():
             backup = target.with_name(f".{target.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -145,4 +170,3 @@ def save_bundle(bundle_dir: str | os.PathLike[str], model: nn.Module, card: Mode
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
-

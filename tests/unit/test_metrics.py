@@ -241,3 +241,18 @@ def test_roc_png_and_json_report(tmp_path) -> None:
     report = {"auroc": np.float32(0.5), "n": np.int64(3), "arr": np.arange(3), "nan": float("nan"), 1: (1, 2)}
     path = write_json_report(tmp_path / "report.json", report)
     assert json.loads(path.read_text()) == {"auroc": 0.5, "n": 3, "arr": [0, 1, 2], "nan": None, "1": [1, 2]}
+
+
+def test_f1_threshold_is_stricter_than_youden_at_low_prevalence() -> None:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(20), np.zeros(380)]
+    s = np.r_[rng.normal(1.5, 1.0, 20), rng.normal(0.0, 1.0, 380)]
+    youden = m.choose_threshold(y, s, "youden")
+    f1 = m.choose_threshold(y, s, "f1")
+    assert f1 > youden
+    # brute force: no threshold among the scores has a higher F1
+    def f1_at(t: float) -> float:
+        pred = s >= t
+        tp = (pred & (y == 1)).sum()
+        return 2 * tp / (pred.sum() + 20)
+    assert f1_at(f1) == pytest.approx(max(f1_at(t) for t in s))

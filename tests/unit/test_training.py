@@ -176,3 +176,21 @@ def test_evaluate_single_label_folders_gives_confusion_matrix(tiny_run: tuple[Pa
     assert single["classes"] == ["EFFUSION", "NORMAL"]
     assert sum(map(sum, single["confusion_matrix"])) == 12
     assert len(report["top_losses"]) == 10 and report["per_label"]["Effusion"]["n_pos"] == 6
+
+
+def test_recalibrate_writes_a_bundle_with_validation_thresholds(tiny_run: tuple[Path, list[dict]],
+                                                                 tmp_path: Path) -> None:
+    run, _ = tiny_run
+    out = tmp_path / "recal"
+    code, events, err = _run(["recalibrate", "--bundle", str(run / "bundle"), "--out", str(out),
+                              "--method", "f1", "--device", "cpu"])
+    assert code == 0, err
+    assert events[-1]["event"] == "done" and events[-1]["bundle"] == str(out)
+    old = json.loads((run / "bundle" / "card.json").read_text())
+    new = json.loads((out / "card.json").read_text())
+    assert new["weights_sha256"] == old["weights_sha256"]  # same weights, new operating points
+    assert new["training"]["recalibrated"]["method"] == "f1"
+    assert new["training"]["recalibrated"]["previous_thresholds"] == old["thresholds"]
+    assert new["metrics"]["test"]["mean_auroc"] == pytest.approx(old["metrics"]["test"]["mean_auroc"])
+    for label, t in new["thresholds"].items():
+        assert new["metrics"]["test"]["per_label"][label]["threshold"] == pytest.approx(t)
