@@ -1,0 +1,87 @@
+"""Triage and "most likely mislabelled first" scores from stored model predictions.
+
+* Triage score: the highest finding probability (most suspicious film first).
+* Mislabel score: how badly the current labels (human decision, else dataset)
+  disagree with an out-of-sample model probability, from cleanlab's
+  multi-label label-quality scores (``1 - quality``; per finding,
+  self-confidence: the probability the model gives to the label as it
+  stands). The finding with the lowest per-finding quality is the suspect,
+  shown as e.g. "labelled Pneumothorax, model 0.03".
+
+Only out-of-sample predictions (the model did not train on that image's
+patient) give a mislabel score: a model that saw the label during training
+agrees with it, right or wrong. In-sample images keep their triage score.
+Uncertain labels are left out of the disagreement (they already ask for review).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cxrview.core.findings import ABSENT, NIH_FINDINGS, PRESENT
+from cxrview.core.workspace import ImageRecord, Workspace
+
+
+def label_quality(labels: list[list[int]], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-image quality (N,), per-finding quality (N, K)) in [0, 1]; lower = more likely wrong."""
+    from cleanlab.multilabel_classification.rank import (
+        get_label_quality_scores,
+        get_label_quality_scores_per_class,
+    )
+
+    probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
+    per_image = get_label_quality_scores(labels, probs)
+    per_class = get_label_quality_scores_per_class(labels, probs)
+    return np.asarray(per_image, dtype=np.float64), np.asarray(per_class, dtype=np.float64)
+
+
+def score_records(records: list[ImageRecord], probs: dict[int, list[float]],
+                  out_of_sample: dict[int, bool | None], thresholds: dict[str, float]
+                  ) -> dict[int, dict[str, Any]]:
+    """Scores per image id for images with predictions (see module docstring)."""
+    out: dict[int, dict[str, Any]] = {}
+    labelled: list[ImageRecord] = []
+    for record in records:
+        p = probs.get(record.id)
+        if p is None:
+            continue
+        top = int(np.argmax(p))
+        decisions = 0
+        for k, name in enumerate(NIH_FINDINGS):
+            current = record.current_value(name)
+            if current in (PRESENT, ABSENT):
+                decided = p[k] >= thresholds.get(name, 0.5)
+                decisions += int(decided != (current == PRESENT))
+        out[record.id] = {"triage": float(p[top]), "mislabel": None, "finding": None, "label": None,
+                          "probability": None, "disagreements": decisions}
+        known = record.dataset_labelled or record.human_mask
+        if known and out_of_sample.get(record.id) is not False:
+            labelled.append(record)
+    if not labelled:
+        return out
+    label_lists = [[k for k, name in enumerate(NIH_FINDINGS) if r.current_value(name) == PRESENT]
+                   for r in labelled]
+    matrix = np.array([probs[r.id] for r in labelled], dtype=np.float64)
+    per_image, per_class = label_quality(label_lists, matrix)
+    for i, record in enumerate(labelled):
+        k = int(np.argmin(per_class[i]))
+        name = NIH_FINDINGS[k]
+        out[record.id].update(mislabel=float(1.0 - per_image[i]), finding=name,
+                              label=PRESENT if k in label_lists[i] else ABSENT,
+                              probability=float(matrix[i, k]))
+    return out
+
+
+def rescore(ws: Workspace, model: str, thresholds: dict[str, float]) -> int:
+    """Recompute and store every image's scores from ``model``'s stored predictions. Returns how many."""
+    stored = ws.predictions_for(model)
+    if not stored:
+        return 0
+    ids = sorted(stored)
+    records = ws.images(ids)
+    scores = score_records(records, {i: p for i, (p, _) in stored.items()},
+                           {i: oos for i, (_, oos) in stored.items()}, thresholds)
+    ws.store_scores(model, scores)
+    return len(scores)
