@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
-SUBCOMMANDS = ("info", "render", "predict")
+SUBCOMMANDS = ("info", "render", "predict", "import-nih", "score", "worklist", "export")
 
 
 def _info_dict(image: XrayImage) -> dict[str, Any]:
@@ -121,6 +121,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from cxrview.inference.predict_cli import add_arguments  # no torch at import time
 
     add_arguments(sub.add_parser("predict", help="findings, Grad-CAM boxes, lung/heart masks and CTR"))
+    from cxrview.workspace_cli import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 
@@ -214,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _run_info(args)
+        if args.command in ("import-nih", "score", "worklist", "export"):
+            from cxrview.workspace_cli import run
+
+            return run(args)
         if args.command == "predict":
             from cxrview.inference.predict_cli import run_predict
 

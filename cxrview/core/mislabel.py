@@ -12,6 +12,11 @@ Only out-of-sample predictions (the model did not train on that image's
 patient) give a mislabel score: a model that saw the label during training
 agrees with it, right or wrong. In-sample images keep their triage score.
 Uncertain labels are left out of the disagreement (they already ask for review).
+
+Probabilities are first centred on each finding's operating threshold
+(piecewise linear, threshold → 0.5): models trained with class weights are
+not calibrated (a rare finding's 0.9 may be below its threshold), and
+label quality must be judged against what the model actually decides.
 """
 
 from __future__ import annotations
@@ -32,9 +37,23 @@ def label_quality(labels: list[list[int]], probs: np.ndarray) -> tuple[np.ndarra
     )
 
     probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
-    per_image = get_label_quality_scores(labels, probs)
-    per_class = get_label_quality_scores_per_class(labels, probs)
+    # cleanlab infers the class count from the labels and refuses a set where no image has any
+    # positive label (e.g. a handful of normals). These scores are per image (self-confidence,
+    # aggregated per row), so one sentinel row with every class present fixes the count without
+    # changing any other row's score; it is dropped again.
+    k = probs.shape[1]
+    labels = [*labels, list(range(k))]
+    probs = np.vstack([probs, np.full((1, k), 0.5)])
+    per_image = get_label_quality_scores(labels, probs)[:-1]
+    per_class = get_label_quality_scores_per_class(labels, probs)[:-1]
     return np.asarray(per_image, dtype=np.float64), np.asarray(per_class, dtype=np.float64)
+
+
+def centre_on_thresholds(probs: np.ndarray, thresholds: list[float]) -> np.ndarray:
+    """Monotone per-finding map with threshold → 0.5, 0 → 0 and 1 → 1."""
+    p = np.asarray(probs, dtype=np.float64)
+    t = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.where(p < t, 0.5 * p / t, 0.5 + 0.5 * (p - t) / (1 - t))
 
 
 def score_records(records: list[ImageRecord], probs: dict[int, list[float]],
@@ -64,7 +83,8 @@ def score_records(records: list[ImageRecord], probs: dict[int, list[float]],
     label_lists = [[k for k, name in enumerate(NIH_FINDINGS) if r.current_value(name) == PRESENT]
                    for r in labelled]
     matrix = np.array([probs[r.id] for r in labelled], dtype=np.float64)
-    per_image, per_class = label_quality(label_lists, matrix)
+    centred = centre_on_thresholds(matrix, [thresholds.get(name, 0.5) for name in NIH_FINDINGS])
+    per_image, per_class = label_quality(label_lists, centred)
     for i, record in enumerate(labelled):
         k = int(np.argmin(per_class[i]))
         name = NIH_FINDINGS[k]

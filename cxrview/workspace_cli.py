@@ -1,0 +1,185 @@
+"""``cxrview import-nih | score | worklist | export``: the review workspace from the command line.
+
+Same store and queries as the GUI (``cxrview.core.workspace`` / ``worklist``),
+for scripting. Results go to stdout, progress and problems to stderr; exit
+code 2 on any error, with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED = 0, 2
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    imp = sub.add_parser("import-nih", help="create/update a workspace from NIH Data_Entry/BBox_List CSVs")
+    imp.add_argument("--images", required=True, action="append", help="image folder (repeatable)")
+    imp.add_argument("--data-entry", required=True, help="Data_Entry_2017 CSV (.csv or .csv.gz)")
+    imp.add_argument("--bbox", help="BBox_List_2017 CSV")
+    imp.add_argument("--workspace", required=True, metavar="W", help="workspace database file or folder")
+
+    score = sub.add_parser("score", help="batch-score a workspace's images (triage + mislabel scores)")
+    score.add_argument("workspace", metavar="W")
+    score.add_argument("--model", metavar="DIR", help="classifier bundle (default: the shipped one)")
+    score.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    score.add_argument("--limit", type=int, help="score at most N images (in file order)")
+    score.add_argument("--rescore-only", action="store_true",
+                       help="recompute scores from stored predictions (after label edits) without predicting")
+
+    wl = sub.add_parser("worklist", help="list a workspace's images, filtered and sorted")
+    wl.add_argument("workspace", metavar="W")
+    wl.add_argument("--filter", action="append", default=[], metavar="F",
+                    help="finding=NAME[:present|absent|uncertain], state=S, patient=N, view=PA|AP, "
+                         "disagreement, missing, all, text=S (repeatable, all must hold)")
+    wl.add_argument("--sort", default="file", choices=["file", "triage", "mislabel", "patient"])
+    wl.add_argument("--limit", type=int, default=50)
+    wl.add_argument("--json", action="store_true", help="one JSON object per image per line")
+
+    ex = sub.add_parser("export", help="export decisions: NIH CSVs, COCO boxes or a training manifest")
+    ex.add_argument("workspace", metavar="W")
+    ex.add_argument("--format", required=True, choices=["nih-csv", "coco", "manifest"])
+    ex.add_argument("-o", "--output", required=True, help="folder (nih-csv) or JSON file")
+    ex.add_argument("--reviewed-only", action="store_true", help="manifest: reviewed images only")
+    ex.add_argument("--include-patient-ids", action="store_true",
+                    help="write real patient IDs (default: pseudonyms in manifests)")
+
+
+def _err(message: str) -> int:
+    print(f"cxrview: error: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxrview.core.workspace import WorkspaceError
+
+    handlers = {"import-nih": _import_nih, "score": _score, "worklist": _worklist, "export": _export}
+    try:
+        return handlers[args.command](args)
+    except WorkspaceError as exc:
+        return _err(str(exc))
+    except ValueError as exc:
+        return _err(str(exc))
+    except OSError as exc:
+        return _err(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
+
+
+def _import_nih(args: argparse.Namespace) -> int:
+    from cxrview.core.nih_import import import_nih
+    from cxrview.core.workspace import Workspace
+
+    folders = [Path(p) for p in args.images]
+    with Workspace(args.workspace, create=True, images_root=folders[0]) as ws:
+        summary = import_nih(ws, args.data_entry, folders, args.bbox)
+        print(f"{ws.path}: {summary.rows} images ({summary.present} here, {summary.missing} not on this "
+              f"machine), {summary.boxes} boxes, in {summary.seconds:.1f} s", file=sys.stderr)
+        if summary.unknown_box_images:
+            print(f"  {summary.unknown_box_images} BBox rows were skipped (unknown image or finding)",
+                  file=sys.stderr)
+    print(json.dumps({"workspace": str(ws.path), "rows": summary.rows, "present": summary.present,
+                      "missing": summary.missing, "boxes": summary.boxes,
+                      "seconds": round(summary.seconds, 3)}))
+    return EXIT_OK
+
+
+def out_of_sample_patients(card: Any) -> tuple[set[str], bool]:
+    """(patients the model trained or tuned on, whether the card says at all)."""
+    split = (card.training or {}).get("split_patients") or {}
+    seen = set(split.get("train", [])) | set(split.get("val", []))
+    return seen, bool(split)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from cxrview.core import ImageLoadError, load_image
+    from cxrview.core.findings import NIH_FINDINGS
+    from cxrview.core.mislabel import rescore
+    from cxrview.core.worklist import WorklistQuery, query_images
+    from cxrview.core.workspace import Workspace
+    from cxrview.inference.cache import model_identity
+    from cxrview.inference.predict import Predictor
+    from cxrview.inference.shipped import CLASSIFIER, shipped_bundle
+
+    with Workspace(args.workspace) as ws:
+        predictor = Predictor(Path(args.model) if args.model else shipped_bundle(CLASSIFIER), None,
+                              device=args.device)
+        card = predictor.card
+        model = model_identity(card)
+        if list(card.labels) != list(NIH_FINDINGS):
+            return _err(f"{model}: its labels are not the 14 NIH findings; it cannot score this workspace")
+        if not args.rescore_only:
+            seen, known = out_of_sample_patients(card)
+            records = query_images(ws, WorklistQuery(sort="file", limit=args.limit))
+            probs: dict[int, list[float]] = {}
+            oos: dict[int, bool | None] = {}
+            failed = 0
+            start = time.perf_counter()
+            for n, record in enumerate(records, 1):
+                try:
+                    image = load_image(ws.absolute_path(record))
+                    prediction = predictor.predict(image, cam_for=None)
+                except (ImageLoadError, RuntimeError, ValueError) as exc:
+                    failed += 1
+                    print(f"cxrview: {record.file}: {exc}", file=sys.stderr)
+                    continue
+                probs[record.id] = [prediction.findings[name]["probability"] for name in card.labels]
+                patient = f"nih:{record.patient_id}" if record.patient_id is not None else None
+                oos[record.id] = (patient not in seen) if known and patient is not None else None
+                if n % 10 == 0 or n == len(records):
+                    rate = n / (time.perf_counter() - start)
+                    print(f"\rscored {n}/{len(records)} ({rate:.1f} img/s)", end="", file=sys.stderr)
+            print(file=sys.stderr)
+            ws.store_predictions(model, probs, oos)
+            in_sample = sum(1 for v in oos.values() if v is False)
+            print(f"stored {len(probs)} predictions from {model}; {in_sample} images were in the model's "
+                  f"training/validation data (no mislabel score for them); {failed} failed", file=sys.stderr)
+        n = rescore(ws, model, dict(card.thresholds))
+        print(json.dumps({"workspace": str(ws.path), "model": model, "scored": n}))
+    return EXIT_OK
+
+
+def _worklist(args: argparse.Namespace) -> int:
+    from cxrview.core.worklist import count, parse_filters, query_images, worklist_row
+    from cxrview.core.workspace import Workspace
+
+    with Workspace(args.workspace) as ws:
+        query = parse_filters(args.filter)
+        query.sort, query.limit = args.sort, args.limit
+        start = time.perf_counter()
+        records = query_images(ws, query)
+        total = count(ws, query)
+        elapsed = (time.perf_counter() - start) * 1000
+        for record in records:
+            row = worklist_row(record, args.sort)
+            if args.json:
+                print(json.dumps(row))
+            else:
+                score = "   -  " if row["score"] is None else f"{row['score']:.3f}"
+                why = row["suspected"][0]["why"] if row["suspected"] and args.sort == "mislabel" else \
+                    ", ".join(row["labels"]) or "No Finding"
+                print(f"{score}  {row['image']}  [{row['review_state']}]  {why}")
+        reviewed, present = ws.review_progress()
+        print(f"{len(records)} of {total} matching images ({elapsed:.0f} ms); {reviewed} of {present} "
+              "reviewed", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cxrview.core.dataset_export import export_workspace
+    from cxrview.core.workspace import Workspace
+
+    options: dict[str, Any] = {"include_patient_ids": args.include_patient_ids}
+    if args.format == "manifest":
+        options["reviewed_only"] = args.reviewed_only
+    elif args.reviewed_only:
+        return _err("--reviewed-only applies to --format manifest")
+    with Workspace(args.workspace) as ws:
+        if args.format == "coco":
+            options.pop("include_patient_ids")
+        summary = export_workspace(ws, args.format, Path(args.output), **options)
+    print(json.dumps(summary, default=str))
+    return EXIT_OK

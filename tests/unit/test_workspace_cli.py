@@ -1,0 +1,59 @@
+"""`cxrview import-nih`, `score` and `worklist` from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrview.inference.shipped import shipped_bundle
+from tests.conftest import REPO_ROOT, SHARED_DATA
+
+DATA_ENTRY = SHARED_DATA / "nih" / "Data_Entry_2017_v2020.csv.gz"
+BBOX = SHARED_DATA / "nih" / "BBox_List_2017.csv.gz"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run([sys.executable, "-m", "cxrview", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env=env, timeout=300)
+
+
+@pytest.mark.skipif(not (shipped_bundle("classifier") / "card.json").is_file(), reason="no shipped model")
+def test_import_score_worklist(nih_dir: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws.sqlite"
+    done = _cli("import-nih", "--images", str(nih_dir), "--data-entry", str(DATA_ENTRY), "--bbox", str(BBOX),
+                "--workspace", str(ws))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rows"] == 112120 and summary["present"] == len(list(nih_dir.glob("*.png")))
+
+    done = _cli("score", str(ws), "--device", "cpu", "--limit", "12")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["scored"] == 12
+    assert "stored 12 predictions" in done.stderr
+
+    done = _cli("worklist", str(ws), "--sort", "triage", "--limit", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 5
+    scores = [r["score"] for r in rows]
+    assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)
+    for row in rows:
+        assert row["image"].endswith(".png")
+        for suspect in row["suspected"]:
+            assert {"finding", "label", "probability"} <= set(suspect)
+
+    done = _cli("worklist", str(ws), "--filter", "finding=Effusion", "--filter", "state=unreviewed",
+                "--json", "--limit", "100")
+    assert done.returncode == 0
+    assert all("Effusion" in json.loads(line)["labels"] for line in done.stdout.splitlines())
+
+    done = _cli("worklist", str(ws), "--filter", "colour=blue")
+    assert done.returncode == 2 and "unknown filter" in done.stderr
+    done = _cli("worklist", str(tmp_path / "nope.sqlite"))
+    assert done.returncode == 2 and "no workspace" in done.stderr
