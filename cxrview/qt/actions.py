@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QMenu
 if TYPE_CHECKING:
     from cxrview.qt.main_window import MainWindow
 
-N_PRESET_KEYS = 8  # keys 2..9 -> the image's presets in order ("1" is 1:1)
+N_PRESET_KEYS = 8  # F2..F9 -> the image's presets in order (number keys toggle findings in review)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ SPECS: tuple[ActionSpec, ...] = (
     ActionSpec("next_image", "&Next Image", ("PgDown",), "view", "next_image"),
     ActionSpec("prev_image", "&Previous Image", ("PgUp",), "view", "previous_image"),
     ActionSpec("fit", "&Fit to Window", ("F",), "view", "canvas.fit"),
-    ActionSpec("one_to_one", "&1:1 (Actual Pixels)", ("1",), "view", "canvas.one_to_one"),
+    ActionSpec("one_to_one", "&1:1 (Actual Pixels)", ("Ctrl+0",), "view", "canvas.one_to_one"),
     ActionSpec("zoom_in", "Zoom &In", ("Ctrl++", "+", "="), "view", "zoom_in"),
     ActionSpec("zoom_out", "Zoom &Out", ("Ctrl+-", "-"), "view", "zoom_out"),
     ActionSpec("invert", "&Invert", ("I",), "view", "toggle_invert", checkable=True),
@@ -49,8 +49,8 @@ SPECS: tuple[ActionSpec, ...] = (
                tip="Default window, no inversion, fit, leave Measure mode"),
     ActionSpec("measure", "&Measure Distance", ("M",), "tools", "toggle_measure",
                checkable=True),
-    ActionSpec("delete_measurement", "&Delete Measurement", ("Del", "Backspace"), "tools",
-               "canvas.delete_measurement", tip="Selected measurement, or the last one"),
+    ActionSpec("delete_measurement", "&Delete Selected", ("Del", "Backspace"), "tools",
+               "delete_selection", tip="The selected box, else the selected (or last) measurement"),
     ActionSpec("clear_measurements", "&Clear Measurements", ("Ctrl+Del",), "tools",
                "canvas.clear_measurements"),
     ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",), "help", "show_shortcuts"),
@@ -94,7 +94,7 @@ class Actions:
         for i in range(N_PRESET_KEYS):
             action = QAction(f"Preset {i + 1}", window)
             action.setObjectName(f"action_preset_{i + 1}")
-            action.setShortcut(QKeySequence(str(i + 2)))
+            action.setShortcut(QKeySequence(f"F{i + 2}"))
             action.setEnabled(False)
             action.triggered.connect(partial(_ignore_args, window.apply_preset_index, i))
             window.addAction(action)
@@ -120,6 +120,7 @@ class Actions:
         w = self.window
         bar = w.menuBar()
         file_menu = bar.addMenu("&File")
+        self.file_menu = file_menu
         file_menu.addAction(self["open_file"])
         file_menu.addAction(self["open_folder"])
         file_menu.addMenu(self.recent_menu)
@@ -169,7 +170,7 @@ class Actions:
         clear.triggered.connect(self.window.clear_recent)
 
     def set_presets(self, names: list[str], current: str | None) -> None:
-        """Label keys 2..9 with the current image's presets; extra keys are disabled."""
+        """Label keys F2..F9 with the current image's presets; extra keys are disabled."""
         for i, action in enumerate(self.presets):
             if i < len(names):
                 action.setText(f"{names[i]}")

@@ -42,8 +42,9 @@ class ShortcutsDialog(QDialog):
         self.table.horizontalHeader().setSectionResizeMode(
             0, QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        note = QLabel("Keys 2–9 apply the current image's presets in the order of the "
-                      "View ▸ Presets menu.", self)
+        note = QLabel("F2–F9 apply the current image's presets in the order of the View ▸ Presets "
+                      "menu. Number keys toggle findings while reviewing (Review menu). "
+                      "Select a row and press Assign… to change its keys.", self)
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)

@@ -38,6 +38,7 @@ from cxrview.qt.dialogs import ShortcutsDialog
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
+from cxrview.qt.review import ReviewController
 from cxrview.qt.settings import AppSettings
 from cxrview.qt.status import ViewerStatusBar
 from cxrview.qt.theme import apply_theme, current_theme
@@ -123,7 +124,13 @@ class MainWindow(QMainWindow):
         self.ai = AIController(self)
         self.findings_dock = self.ai.dock
         self.batch = BatchScorer(self, self.ai)
+        self.review = ReviewController(self)
+        self.image_shown.connect(self.review.image_shown)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
+        # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
+        self.tabifyDockWidget(self.metadata_dock, self.findings_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review.dock)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.review.worklist)
         self.image_shown.connect(self._on_image_shown_ai)
 
         self.canvas.cursor_moved.connect(self.status.set_cursor)
@@ -151,7 +158,11 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.file_dock, self.metadata_dock],
                              [DEFAULT_FILES_WIDTH, DEFAULT_METADATA_WIDTH],
                              Qt.Orientation.Horizontal)
-        for dock in (self.file_dock, self.metadata_dock, self.findings_dock):
+            self.resizeDocks([self.findings_dock, self.review.dock], [330, 520], Qt.Orientation.Vertical)
+            self.resizeDocks([self.file_dock, self.review.worklist], [520, 330], Qt.Orientation.Vertical)
+            self.findings_dock.raise_()
+        for dock in (self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
+                     self.review.worklist):
             dock.setVisible(self.settings.dock_visible(dock.objectName()))
         theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
         self.actions_.themes[theme].setChecked(True)
@@ -159,8 +170,10 @@ class MainWindow(QMainWindow):
 
     def _save_settings(self) -> None:
         self.settings.save_layout(self.saveGeometry(), self.saveState())
-        for dock in (self.file_dock, self.metadata_dock, self.findings_dock):
-            self.settings.set_dock_visible(dock.objectName(), dock.isVisible())
+        for dock in (self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
+                     self.review.worklist):
+            # a dock behind another tab is not "visible" but still open: ask its menu action
+            self.settings.set_dock_visible(dock.objectName(), dock.toggleViewAction().isChecked())
         self.settings.sync()
 
     def set_theme(self, theme: str) -> None:
@@ -209,9 +222,39 @@ class MainWindow(QMainWindow):
         self.cache.clear()
         self.banner.hide()
         self.runner.cancel("batch")  # its scores belong to the previous list
+        self.review.attach_files(files)
         self.file_dock.set_files(files)
         self.file_dock.set_current_row(0)
         return len(files)
+
+    def show_worklist(self, paths: list[str]) -> None:
+        """Put a workspace worklist into the file list (paging follows it); keep the shown image."""
+        self.runner.cancel("batch")
+        shown = self._shown_path
+        self.file_dock.set_files(paths)
+        if not paths:
+            self.show_error("No images match this worklist filter.")
+            return
+        if shown in paths:
+            self.file_dock.set_current_row(paths.index(shown), notify=False)
+            self._update_title()
+        else:
+            self.file_dock.set_current_row(0)
+
+    def show_path(self, path: str) -> None:
+        """Show ``path``: its row when it is in the file list, else on its own."""
+        paths = self.file_dock.paths()
+        if path in paths:
+            self.file_dock.set_current_row(paths.index(path))
+        else:
+            self._request(path)
+
+    def delete_selection(self) -> None:
+        if not self.review.delete_selected_box():
+            self.canvas.delete_measurement()
+
+    def update_title(self) -> None:
+        self._update_title()
 
     def current_path(self) -> str | None:
         return self._current_path
@@ -288,6 +331,7 @@ class MainWindow(QMainWindow):
             self._t_request = None
             self.canvas.clear_image()
             self.ai.image_cleared()
+            self.review.image_cleared()
             self.metadata_dock.clear()
             self.status.set_image(None)
             self.show_error(message)
@@ -330,8 +374,10 @@ class MainWindow(QMainWindow):
             self.setWindowTitle("cxrview")
             return
         row, count = self.file_dock.current_row(), self.file_dock.count()
+        # "•" only while an edit is in progress: every finished edit is already in the database.
+        pending = " •" if self.review.is_dirty() else ""
         # Qt appends the application display name ("cxrview") itself.
-        self.setWindowTitle(f"{Path(self._current_path).name} ({row + 1}/{count})")
+        self.setWindowTitle(f"{Path(self._current_path).name} ({row + 1}/{count}){pending}")
 
     # -- view commands ------------------------------------------------------------------
     def _cursor_anchor(self):  # QPoint | None
@@ -406,4 +452,5 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
         self._save_settings()
         self.runner.shutdown()
+        self.review.close()
         super().closeEvent(event)

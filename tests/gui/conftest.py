@@ -37,6 +37,14 @@ def isolated_prediction_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture(autouse=True)
+def isolated_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Review databases of opened folders go to the test's folder, never next to shared data."""
+    folder = tmp_path / "workspaces"
+    monkeypatch.setenv("CXRVIEW_WORKSPACE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_workers(qapp) -> Iterator[None]:
     """Fail a test that leaves pool threads busy (windows must cancel their work)."""
     yield

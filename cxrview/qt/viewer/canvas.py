@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -183,6 +184,8 @@ class ImageCanvas(QGraphicsView):
         self._drawing: Measurement | None = None
 
         self._space_down = False
+        self._tool: Any = None  # a left-button tool (box editing); see set_tool
+        self._tool_active = False
         self._pan_last: QPoint | None = None
         self._wl_start: tuple[QPoint, Window] | None = None
         self._zoom_anchor: tuple[QPointF, QPointF, tuple[int, int]] | None = None
@@ -427,6 +430,12 @@ class ImageCanvas(QGraphicsView):
         return sorted(self._layers.values(), key=lambda layer: layer.zValue())
 
     # -- measurements ---------------------------------------------------------------------
+    def set_tool(self, tool: Any) -> None:
+        """A left-button tool with ``press(image_pt, tolerance) -> bool``, ``move(image_pt)`` and
+        ``release(image_pt)``; ``press`` returning False lets the canvas pan as usual."""
+        self._tool = tool
+        self._tool_active = False
+
     def measurement_layer(self) -> MeasurementLayer:
         return self._measure_layer
 
@@ -542,6 +551,9 @@ class ImageCanvas(QGraphicsView):
             p = self.image_point(event.position())
             pt = (self._clamp_x(p.x()), self._clamp_y(p.y()))
             self._drawing = self._measure_layer.add(pt, pt)
+        elif button == Qt.MouseButton.LeftButton and self._tool is not None and self._tool.press(
+                self.image_point(event.position()), 6.0 / (self._view_scale() or 1.0)):
+            self._tool_active = True
         elif button == Qt.MouseButton.LeftButton:
             tol = 6.0 / (self._view_scale() or 1.0)
             p = self.image_point(event.position())
@@ -566,6 +578,9 @@ class ImageCanvas(QGraphicsView):
             p = self.image_point(event.position())
             self._measure_layer.update_line(self._drawing,
                                             (self._clamp_x(p.x()), self._clamp_y(p.y())))
+        elif self._tool_active:
+            p = self.image_point(event.position())
+            self._tool.move(QPointF(self._clamp_x(p.x()), self._clamp_y(p.y())))
         emit(self.cursor_moved, self._cursor_info(event.position()))
         event.accept()
 
@@ -580,6 +595,10 @@ class ImageCanvas(QGraphicsView):
             self._pan_last = None
             self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._measure_mode
                                       else Qt.CursorShape.ArrowCursor)
+        elif button == Qt.MouseButton.LeftButton and self._tool_active:
+            self._tool_active = False
+            p = self.image_point(event.position())
+            self._tool.release(QPointF(self._clamp_x(p.x()), self._clamp_y(p.y())))
         elif button == Qt.MouseButton.LeftButton and self._drawing is not None:
             m, self._drawing = self._drawing, None
             if m.length_px < 1.0:
