@@ -299,6 +299,8 @@ def test_excepthook_routes_to_window_and_restores(window) -> None:
 def test_metadata_values_visible_on_first_start(qtbot, window, dicom_dir: Path) -> None:
     """With no saved layout the metadata dock is wide enough to show the Value column."""
     open_and_wait(qtbot, window, [str(dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm")])
+    window.metadata_dock.raise_()  # tabbed with Findings, which is in front on first start
+    qtbot.waitUntil(lambda: window.metadata_dock.isVisible())
     table = window.metadata_dock.table
     value_x = table.columnViewportPosition(3)
     assert 0 <= value_x < table.viewport().width() - 80, (value_x, table.viewport().width())
