@@ -27,7 +27,15 @@ from cxrview.inference.card import ModelCard, Normalization
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset, build_cache
 from training.events import EventLog
-from training.sources import Sample, apply_split, folder_samples, mask_samples, nih_samples, patient_split
+from training.sources import (
+    Sample,
+    apply_split,
+    folder_samples,
+    manifest_samples,
+    mask_samples,
+    nih_samples,
+    patient_split,
+)
 
 
 @dataclass
@@ -80,6 +88,11 @@ def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list
             samples += folder_samples(source["root"], config.labels, source["mapping"],
                                       source=source.get("name", "folders"),
                                       max_per_class=source.get("max_per_class"), seed=config.seed)
+        elif kind == "manifest":
+            samples += manifest_samples(source["path"], config.labels,
+                                        include_uncertain=bool(source.get("include_uncertain", False)),
+                                        reviewed_only=bool(source.get("reviewed_only", False)),
+                                        exclude_reserved=bool(source.get("exclude_reserved", True)))
         elif kind == "masks":
             samples += mask_samples(source["images"], source["masks"], config.labels,
                                     source=source.get("name", "masks"))

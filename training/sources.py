@@ -14,15 +14,15 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-NIH_FINDINGS = [
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis",
-    "Hernia", "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax",
-]
+from cxrview.core import findings as _findings
+
+NIH_FINDINGS = list(_findings.NIH_FINDINGS)
 SEGMENTATION_STRUCTURES = ["heart", "left_lung", "right_lung"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 
@@ -40,6 +40,7 @@ class Sample:
     view: str | None = None
     group: str | None = None  # class folder name for single-label (folder-per-class) sources
     train_only: bool = False  # extra sources that must never enter validation or test
+    split: str | None = None  # the split a source assigned (a manifest's "train"/"val"), else None
 
 
 @dataclass
@@ -161,6 +162,51 @@ def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[
         samples += [Sample(path=str(path), patient=f"{source}:{path.stem}", source=source,
                            labels=vector.copy(), known=known.copy(), group=class_dir.name)
                     for path in paths]
+    return samples
+
+
+def manifest_samples(manifest_path: str | Path, labels: list[str], *, include_uncertain: bool = False,
+                     reviewed_only: bool = False, exclude_reserved: bool = True) -> list[Sample]:
+    """A cxrview workspace manifest (``cxrview.core.dataset_export.export_manifest``) → samples.
+
+    Each label's current value: present → 1 (known), absent → 0 (known),
+    uncertain → unknown (mask 0), or 1 (known) with ``include_uncertain``, null or a
+    label the manifest does not have → unknown. Images not present when exported or
+    whose file is missing now are skipped; so are unreviewed images with
+    ``reviewed_only`` and NIH acceptance-evaluation patients (``reserved``) unless
+    ``exclude_reserved`` is False. Relative paths are taken from the manifest's folder.
+    Samples keep the manifest's split in ``Sample.split``.
+    """
+    path = Path(manifest_path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != "cxrview-manifest":
+        raise ValueError(f"{path}: not a cxrview manifest")
+    if int(doc.get("version", 0)) > 1:
+        raise ValueError(f"{path}: manifest version {doc.get('version')} is newer than this code reads")
+    samples = []
+    for image in doc.get("images", []):
+        if not image.get("present", False):
+            continue
+        if reviewed_only and image.get("review_state", "unreviewed") == "unreviewed":
+            continue
+        if exclude_reserved and image.get("reserved", False):
+            continue
+        file = Path(image["path"])
+        if not file.is_absolute():
+            file = path.parent / file
+        if not file.is_file():
+            continue
+        vector = np.zeros(len(labels), np.float32)
+        known = np.zeros(len(labels), np.float32)
+        per_label = image.get("labels", {})
+        for i, label in enumerate(labels):
+            value = (per_label.get(label) or {}).get("value")
+            if value == "present" or (value == "uncertain" and include_uncertain):
+                vector[i], known[i] = 1.0, 1.0
+            elif value == "absent":
+                known[i] = 1.0
+        samples.append(Sample(path=str(file), patient=f"manifest:{image['patient']}", source="manifest",
+                              labels=vector, known=known, view=image.get("view"), split=image.get("split")))
     return samples
 
 
