@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from cxrview.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
+NIH_BOX_FRAME = 1024.0  # NIH BBox_List coordinates refer to the 1024 × 1024 PNGs
 WORKLIST_LIMIT = 20000  # rows put into the file list at once (the query itself is not limited)
 
 
@@ -267,7 +268,8 @@ class ReviewController(QObject):
                              self.ws.same_patient(record.id))
         if selected:
             self.dock.select_finding(selected)
-        self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x, b.y, b.w, b.h, b.source)
+        sx, sy = self._box_scale()
+        self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x * sx, b.y * sy, b.w * sx, b.h * sy, b.source)
                               for b in self.ws.answer_boxes(record.id)])
         reviewed, present = self.ws.review_progress()
         self.worklist.progress.setMaximum(max(present, 1))
@@ -407,6 +409,23 @@ class ReviewController(QObject):
                 self.open_image_id(series[i].id)
 
     # -- boxes ------------------------------------------------------------------------------
+    def _box_scale(self) -> tuple[float, float]:
+        """Stored box coordinates → shown image pixels.
+
+        NIH boxes (and so every box of an image imported from NIH) live in the 1024 × 1024
+        frame of the distributed PNGs, whatever size the local copy has (e.g. 256 px);
+        boxes of other images are stored in their own pixels.
+        """
+        image = self.window.canvas.image()
+        if image is None or self.record is None or not self.record.dataset_labelled:
+            return 1.0, 1.0
+        return image.width / NIH_BOX_FRAME, image.height / NIH_BOX_FRAME
+
+    def _to_stored(self, rect: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        sx, sy = self._box_scale()
+        x, y, w, h = rect
+        return (round(x / sx, 1), round(y / sy, 1), round(w / sx, 1), round(h / sy, 1))
+
     def _sync_draw_mode(self) -> None:
         self.tool.draw_mode = self.draw_action.isChecked()
         if self.tool.draw_mode and self.dock.selected_finding() is None:
@@ -418,11 +437,11 @@ class ReviewController(QObject):
         if self.record is None or finding is None:
             self.window.status.showMessage("Select a finding first: the box needs one.", 8000)
             return
-        self.push(AddBox(self.record.id, self.author, finding=finding, rect=rect))
+        self.push(AddBox(self.record.id, self.author, finding=finding, rect=self._to_stored(rect)))
 
     def _on_box_changed(self, box_id: int, rect: tuple[float, float, float, float]) -> None:
         if self.record is not None:
-            self.push(EditBox(self.record.id, self.author, box_id=box_id, rect=rect))
+            self.push(EditBox(self.record.id, self.author, box_id=box_id, rect=self._to_stored(rect)))
 
     def _on_box_selected(self, box_id: int | None) -> None:
         box = self.boxes.box(box_id)
@@ -461,7 +480,7 @@ class ReviewController(QObject):
             return
         best = max(boxes, key=lambda b: b.get("score", 0.0))
         self.push(AddBox(self.record.id, self.author, finding=finding,
-                         rect=(best["x"], best["y"], best["w"], best["h"])))
+                         rect=self._to_stored((best["x"], best["y"], best["w"], best["h"]))))
 
     # -- state ------------------------------------------------------------------------------
     def _on_stack_changed(self, command: Command | None) -> None:

@@ -138,9 +138,10 @@ def test_boxes_with_the_mouse_tool_and_undo(qtbot, nih_review):
     assert [(b.x, b.y, b.w, b.h) for b in review.boxes.boxes()] == [(40, 50, 60, 60)]
     _key(qtbot, window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
     assert [(b.x, b.y) for b in review.boxes.boxes()] == [(50, 60)]
+    scale = 1024 / window.canvas.image().width  # stored in NIH's 1024-px box frame
     with Workspace(path) as ws:
         (box,) = ws.answer_boxes(record_id)
-        assert (box.x, box.y, box.finding) == (50, 60, "Mass")
+        assert (box.x, box.y, box.finding) == (50 * scale, 60 * scale, "Mass")
 
 
 def test_worklist_filter_drives_the_file_list(qtbot, nih_review):
