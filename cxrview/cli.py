@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
-SUBCOMMANDS = ("info", "render", "predict", "import-nih", "score", "worklist", "export")
+SUBCOMMANDS = ("info", "render", "predict", "import-nih", "score", "worklist", "export", "finetune", "models")
 
 
 def _info_dict(image: XrayImage) -> dict[str, Any]:
@@ -124,6 +124,18 @@ def _build_parser() -> argparse.ArgumentParser:
     from cxrview.workspace_cli import add_subcommands
 
     add_subcommands(sub)
+    from cxrview.models_cli import add_subcommands as add_models
+
+    add_models(sub)
+    ft = sub.add_parser("finetune", help="fine-tune the active classifier on a workspace's corrections; "
+                                         "JSON lines on stdout; registers (never activates) the candidate")
+    ft.add_argument("workspace", metavar="W")
+    ft.add_argument("--epochs", type=int, default=1)
+    ft.add_argument("--freeze", type=int, default=2, help="frozen blocks from the input (default 2)")
+    ft.add_argument("--replay", type=int, default=200, help="unreviewed images mixed in (default 200)")
+    ft.add_argument("--all-images", action="store_true", help="train on all labelled images")
+    ft.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    ft.add_argument("--lr", type=float, default=1e-4)
     return parser
 
 
@@ -217,6 +229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _run_info(args)
+        if args.command == "models":
+            from cxrview.models_cli import run as run_models
+
+            return run_models(args)
+        if args.command == "finetune":
+            from cxrview.finetune import FinetuneOptions, run_cli
+            from cxrview.inference.registry import ModelRegistry
+
+            options = FinetuneOptions(epochs=args.epochs, freeze_blocks=args.freeze, replay=args.replay,
+                                      reviewed_only=not args.all_images, device=args.device, lr=args.lr)
+            return run_cli(args.workspace, options, ModelRegistry())
         if args.command in ("import-nih", "score", "worklist", "export"):
             from cxrview.workspace_cli import run
 

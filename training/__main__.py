@@ -145,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("--batch-size", type=int, default=32)
     rc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     _data_flags(rc)
+    cmp = sub.add_parser("compare", help="candidate vs baseline classifier on a manifest's locked set")
+    cmp.add_argument("--candidate", required=True)
+    cmp.add_argument("--baseline", required=True)
+    cmp.add_argument("--manifest", required=True, help="workspace manifest with split 'locked' images")
+    cmp.add_argument("--out", required=True, help="report JSON")
+    cmp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    cmp.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
 
     log = EventLog()
@@ -158,6 +165,18 @@ def main(argv: list[str] | None = None) -> int:
                                      device=args.device, log=log)
             log.emit("done", report=str(Path(args.out) / "report.json"),
                      mean_auroc=report.get("mean_auroc"), dice=report.get("dice"))
+            return 0
+        if args.command == "compare":
+            from cxrview.core.export import atomic_write_bytes
+            from cxrview.inference.card import ModelCard
+            from training.compare import compare_bundles, locked_samples
+
+            labels = list(ModelCard.read(args.candidate).labels)
+            report = compare_bundles(Path(args.candidate), Path(args.baseline),
+                                     locked_samples(Path(args.manifest), labels), device=args.device,
+                                     batch_size=args.batch_size, locked_set=str(args.manifest), log=log)
+            atomic_write_bytes(Path(args.out), json.dumps(report, indent=1).encode("utf-8"))
+            log.emit("done", report=str(args.out), verdict=report["verdict"])
             return 0
         if args.command == "recalibrate":
             from training.recalibrate import recalibrate_bundle

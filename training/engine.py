@@ -92,7 +92,8 @@ def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list
             samples += manifest_samples(source["path"], config.labels,
                                         include_uncertain=bool(source.get("include_uncertain", False)),
                                         reviewed_only=bool(source.get("reviewed_only", False)),
-                                        exclude_reserved=bool(source.get("exclude_reserved", True)))
+                                        exclude_reserved=bool(source.get("exclude_reserved", True)),
+                                        replay=int(source.get("replay", 0) or 0), seed=config.seed)
         elif kind == "masks":
             samples += mask_samples(source["images"], source["masks"], config.labels,
                                     source=source.get("name", "masks"))
@@ -246,6 +247,13 @@ def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dic
     split_file = run / "split.json"
     if config.resume and split_file.is_file():
         split = json.loads(split_file.read_text())
+    elif all(s.split in ("train", "val") for s in samples):
+        # A manifest carries its own patient-level split (made when it was exported, with the
+        # locked evaluation patients already taken out): honour it instead of re-splitting.
+        split = {name: sorted({s.patient for s in samples if s.split == name}) for name in ("val", "train")}
+        split["test"] = []
+        if info.is_main:
+            split_file.write_text(json.dumps(split))
     else:
         split = patient_split(samples, val_fraction=config.val_fraction,
                               test_fraction=config.test_fraction, seed=config.seed)

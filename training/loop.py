@@ -163,7 +163,8 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
             set_frozen(model, config.freeze_blocks, False)
         wrapped.train()
         epoch_start, seen, running = time.time(), 0, 0.0
-        for batch in _loader(config, datasets["train"], info, epoch):
+        loader = _loader(config, datasets["train"], info, epoch)
+        for batch in loader:
             with torch.autocast(device.type, enabled=use_amp):
                 loss = compute_loss(config, wrapped, batch, device, pos_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -177,8 +178,8 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
             running += loss.item() * len(batch["image"])
             if step % config.log_every == 0:
                 rate = seen * info.world / max(time.time() - epoch_start, 1e-6)
-                log.emit("step", epoch=epoch, step=step, loss=loss.item(),
-                         lr=optimizer.param_groups[0]["lr"], images_per_s=rate)
+                log.emit("step", epoch=epoch, epochs=config.epochs, step=step, steps=len(loader),
+                         loss=loss.item(), lr=optimizer.param_groups[0]["lr"], images_per_s=rate)
         train_loss = running / max(seen, 1)
         images_per_s = seen * info.world / max(time.time() - epoch_start, 1e-6)
 

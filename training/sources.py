@@ -166,7 +166,9 @@ def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[
 
 
 def manifest_samples(manifest_path: str | Path, labels: list[str], *, include_uncertain: bool = False,
-                     reviewed_only: bool = False, exclude_reserved: bool = True) -> list[Sample]:
+                     reviewed_only: bool = False, exclude_reserved: bool = True,
+                     splits: tuple[str, ...] = ("train", "val"), replay: int = 0,
+                     seed: int = 0) -> list[Sample]:
     """A cxrview workspace manifest (``cxrview.core.dataset_export.export_manifest``) → samples.
 
     Each label's current value: present → 1 (known), absent → 0 (known),
@@ -175,7 +177,12 @@ def manifest_samples(manifest_path: str | Path, labels: list[str], *, include_un
     whose file is missing now are skipped; so are unreviewed images with
     ``reviewed_only`` and NIH acceptance-evaluation patients (``reserved``) unless
     ``exclude_reserved`` is False. Relative paths are taken from the manifest's folder.
-    Samples keep the manifest's split in ``Sample.split``.
+    Samples keep the manifest's split in ``Sample.split``; only images whose split
+    is in ``splits`` are used (the "locked" evaluation images are not, unless asked).
+    ``reviewed_only`` keeps only reviewed images of the training split (validation
+    images are all kept). With it, ``replay`` adds up to that many unreviewed training
+    images (seeded choice) so a small correction set does not make the model
+    forget what the original labels taught it.
     """
     path = Path(manifest_path)
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -183,14 +190,27 @@ def manifest_samples(manifest_path: str | Path, labels: list[str], *, include_un
         raise ValueError(f"{path}: not a cxrview manifest")
     if int(doc.get("version", 0)) > 1:
         raise ValueError(f"{path}: manifest version {doc.get('version')} is newer than this code reads")
-    samples = []
+    chosen = []
+    unreviewed = []
     for image in doc.get("images", []):
-        if not image.get("present", False):
-            continue
-        if reviewed_only and image.get("review_state", "unreviewed") == "unreviewed":
+        if not image.get("present", False) or image.get("split") not in splits:
             continue
         if exclude_reserved and image.get("reserved", False):
             continue
+        # reviewed_only limits what is *trained* on; validation keeps every labelled image so
+        # thresholds are re-chosen on a realistic sample, not only on the corrected ones.
+        if reviewed_only and image.get("split") == "train" \
+                and image.get("review_state", "unreviewed") == "unreviewed":
+            if replay:
+                unreviewed.append(image)
+            continue
+        chosen.append(image)
+    if replay and unreviewed:
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(unreviewed), min(replay, len(unreviewed)), replace=False)
+        chosen += [unreviewed[i] for i in sorted(picks)]
+    samples = []
+    for image in chosen:
         file = Path(image["path"])
         if not file.is_absolute():
             file = path.parent / file

@@ -266,7 +266,8 @@ def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
 # -- training manifest ------------------------------------------------------------------------
 def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_fraction: float = 0.15,
                     seed: int = 0, reviewed_only: bool = False,
-                    include_patient_ids: bool = False) -> dict[str, Any]:
+                    include_patient_ids: bool = False,
+                    locked_patients: set[int] | None = None) -> dict[str, Any]:
     """A JSON training manifest (``format`` "cxrview-manifest", ``version`` 1).
 
     Per image: file, path (absolute for images found on disk), present, patient
@@ -277,11 +278,16 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
     deciding human row {value, author, reason, created} or null), boxes (the ones
     that count, with their source) and split ("train" | "val", patient-level, see
     :func:`patient_splits`). ``reviewed_only`` keeps reviewed images only.
-    Returns {"format", "images", "patients", "train", "val", "human_labels", "paths"}.
+    Images of ``locked_patients`` (NIH Patient IDs) get split "locked": the locked
+    evaluation set that model comparisons use and fine-tuning never trains on.
+    Returns {"format", "images", "patients", "train", "val", "locked", "human_labels", "paths"}.
     """
     path = Path(out_path)
     records = _records(ws, reviewed_only=reviewed_only)
-    splits = patient_splits({_patient_key(r) for r in records}, val_fraction=val_fraction, seed=seed)
+    locked = locked_patients or set()
+    splits = patient_splits({_patient_key(r) for r in records if r.patient_id not in locked},
+                            val_fraction=val_fraction, seed=seed)
+    splits.update({f"nih:{pid}": "locked" for pid in locked})
     salt = pseudonym_salt(ws)
     humans = _latest_human_labels(ws)
     by_image = _answer_boxes_by_image(ws)
@@ -314,7 +320,8 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
     _write(path, json.dumps(doc).encode("utf-8"))
     sides = [img["split"] for img in images]
     return {"format": "manifest", "images": len(images), "patients": len(splits),
-            "train": sides.count("train"), "val": sides.count("val"), "human_labels": human_count,
+            "train": sides.count("train"), "val": sides.count("val"), "locked": sides.count("locked"),
+            "human_labels": human_count,
             "paths": [str(path)]}
 
 

@@ -53,6 +53,17 @@ def ai_enabled_by_default() -> bool:
     return os.environ.get("CXRVIEW_AI", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def _active_classifier() -> str | None:
+    """The registry's active classifier (Model › Models…), if the registry can tell."""
+    try:
+        from cxrview.inference.registry import ModelRegistry
+
+        return str(ModelRegistry().active_path("classifier"))
+    except Exception as exc:  # a broken registry must not stop the viewer: fall back to the shipped model
+        log.warning("model registry unavailable (%s); using the shipped classifier", exc)
+        return None
+
+
 # -- worker bodies (no Qt) ------------------------------------------------------------------
 
 @dataclass
@@ -320,7 +331,7 @@ class AIController(QObject):
         from cxrview.inference.shipped import shipped_bundle
 
         self.window = window
-        self.classifier = str(classifier or shipped_bundle("classifier"))
+        self.classifier = str(classifier or _active_classifier() or shipped_bundle("classifier"))
         self.segmenter: str | None = str(segmenter or shipped_bundle("segmenter"))
         qs = window.settings.qs
         device = str(qs.value("ai/device", "auto") or "auto")

@@ -37,6 +37,7 @@ from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
+from cxrview.qt.finetune_ui import FinetuneController
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
 from cxrview.qt.review import ReviewController
 from cxrview.qt.settings import AppSettings
@@ -125,6 +126,7 @@ class MainWindow(QMainWindow):
         self.findings_dock = self.ai.dock
         self.batch = BatchScorer(self, self.ai)
         self.review = ReviewController(self)
+        self.finetune = FinetuneController(self)
         self.image_shown.connect(self.review.image_shown)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
         # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
@@ -450,6 +452,9 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
+        if not self.finetune.confirm_close():
+            event.ignore()
+            return
         self._save_settings()
         self.runner.shutdown()
         self.review.close()

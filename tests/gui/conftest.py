@@ -41,6 +41,7 @@ def isolated_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     """Review databases of opened folders go to the test's folder, never next to shared data."""
     folder = tmp_path / "workspaces"
     monkeypatch.setenv("CXRVIEW_WORKSPACE_DIR", str(folder))
+    monkeypatch.setenv("CXRVIEW_REGISTRY_DIR", str(tmp_path / "registry"))  # never the user's models
     return folder
 
 

@@ -1,0 +1,244 @@
+"""Fine-tuning on a workspace's corrections: plan → train (subprocess) → compare → register.
+
+Shared by ``cxrview finetune W`` and Model › Fine-tune on Corrections… (which runs
+the same two commands with QProcess). Nothing here imports torch or Qt.
+
+* The *locked evaluation set* of a workspace is chosen once and stored in the
+  workspace (meta ``locked_patients``): the NIH patients of the base model's own
+  test split that the workspace has, topped up with a seeded fifth of the other
+  patients when that gives fewer than 20 images. Those patients never enter
+  fine-tuning (the manifest marks them ``locked``), and every candidate is
+  compared with the active model on them.
+* Training data: reviewed images (their human decisions count), plus
+  ``replay`` unreviewed images with their original labels so a handful of
+  corrections does not make the model forget.
+* Before starting, time and memory are estimated; a run that would not fit in
+  free memory is refused with the reason (no silent out-of-memory kill).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrview.core.workspace import Workspace, WorkspaceError
+
+MIN_LOCKED_IMAGES = 20
+# Measured on this project's 2-core CPU machine (training, batch 16): images/s at 128 px.
+CPU_IMAGES_PER_S = {"resnet18": 31.0, "resnet34": 16.0, "resnet50": 8.0,
+                    "densenet121": 5.0 * (224 / 128) ** 2, "small-cnn": 60.0}
+
+
+class FinetuneError(Exception):
+    """A fine-tune that cannot start (nothing to learn from, not enough memory, …); says why."""
+
+
+@dataclass
+class FinetuneOptions:
+    epochs: int = 1
+    freeze_blocks: int = 2
+    replay: int = 200
+    reviewed_only: bool = True
+    include_uncertain: bool = False
+    device: str = "auto"
+    lr: float = 1e-4
+    batch_size: int | None = None  # None: chosen from free memory
+
+
+@dataclass
+class FinetunePlan:
+    run_dir: Path
+    manifest: Path
+    config_path: Path
+    base_id: str
+    base_bundle: Path
+    bundle_dir: Path
+    report_path: Path
+    log_path: Path
+    events_path: Path
+    train_argv: list[str]
+    compare_argv: list[str]
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def ensure_locked_patients(ws: Workspace, card: Any) -> set[int]:
+    """The workspace's locked evaluation patients (chosen once, then fixed)."""
+    stored = ws.meta("locked_patients")
+    if stored is not None:
+        return set(json.loads(stored))
+    test = {p for p in (card.training or {}).get("split_patients", {}).get("test", [])}
+    rows = ws.execute("SELECT patient_id, COUNT(*) FROM images WHERE present = 1 AND patient_id IS NOT NULL "
+                      "GROUP BY patient_id").fetchall()
+    locked = {pid for pid, _ in rows if f"nih:{pid}" in test and pid % 5 != 0}
+    images = sum(n for pid, n in rows if pid in locked)
+    if images < MIN_LOCKED_IMAGES:
+        others = sorted(pid for pid, _ in rows if pid not in locked and pid % 5 != 0)
+        rng = np.random.default_rng(20261122)
+        order = rng.permutation(len(others))[: max(1, len(others) // 5)] if others else []
+        extra = [others[i] for i in order]
+        locked |= set(extra)
+    ws.set_meta("locked_patients", json.dumps(sorted(locked)))
+    return locked
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def estimate(card: Any, images: int, options: FinetuneOptions) -> dict[str, Any]:
+    """Rough time and memory of the run, and the batch size chosen for this machine."""
+    size = int(card.input_size)
+    arch = str(card.architecture)
+    rate = CPU_IMAGES_PER_S.get(arch, 10.0) * (128 / size) ** 2
+    # activations dominate: ~ (size² × 4 bytes × ~300 feature maps) per image, weights ~100 MB
+    per_image = size * size * 4 * 300
+    free = available_memory_bytes()
+    batch = options.batch_size or 16
+    if free is not None and options.batch_size is None:
+        while batch > 2 and 600e6 + batch * per_image * 3 > free * 0.5:
+            batch //= 2
+    need = 600e6 + batch * per_image * 3
+    seconds = images * options.epochs / rate * 1.3 + 20  # + validation, start-up
+    return {"images": images, "epochs": options.epochs, "batch_size": batch,
+            "seconds": round(seconds), "memory_bytes": int(need), "free_memory_bytes": free,
+            "device_note": "CPU estimate (a GPU is several times faster)"}
+
+
+def plan_finetune(ws: Workspace, registry: Any, options: FinetuneOptions,
+                  runs_root: Path | None = None) -> FinetunePlan:
+    from cxrview.core.dataset_export import export_manifest
+    from cxrview.inference.card import ModelCard
+
+    base = registry.active("classifier")
+    card = ModelCard.read(base.path)
+    if options.epochs < 1:
+        raise FinetuneError("epochs must be at least 1")
+    locked = ensure_locked_patients(ws, card)
+    reviewed = ws.execute("SELECT COUNT(*) FROM images WHERE present = 1 AND review_state != 'unreviewed' "
+                          "AND (patient_id IS NULL OR (patient_id NOT IN (SELECT value FROM json_each(?)) "
+                          "AND patient_id % 5 != 0))", (json.dumps(sorted(locked)),)).fetchone()[0]
+    if options.reviewed_only and reviewed == 0:
+        raise FinetuneError("no reviewed images outside the locked evaluation set yet: review or correct "
+                            "some images first (or train on all images)")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(runs_root) if runs_root is not None else Path(registry.root) / "runs"
+    run_dir = root / f"finetune-{stamp}"
+    n = 2
+    while run_dir.exists():
+        run_dir = root / f"finetune-{stamp}-{n}"
+        n += 1
+    run_dir.mkdir(parents=True)
+    manifest = run_dir / "manifest.json"
+    summary = export_manifest(ws, manifest, locked_patients=locked, seed=card.training.get("config", {})
+                              .get("seed", 0) if isinstance(card.training, dict) else 0)
+    images = (reviewed + min(options.replay, max(0, summary["train"] - reviewed))) if options.reviewed_only \
+        else summary["train"] + summary["val"]
+    est = estimate(card, images, options)
+    free = est["free_memory_bytes"]
+    if free is not None and est["memory_bytes"] > free:
+        raise FinetuneError(f"not enough free memory: the run needs about {est['memory_bytes'] / 1e9:.1f} "
+                            f"GB, {free / 1e9:.1f} GB are free; close other programs or lower the batch size")
+    version = f"{card.version}+ft{time.strftime('%Y%m%d%H%M%S')}"
+    config = {
+        "sources": [{"type": "manifest", "path": str(manifest), "reviewed_only": options.reviewed_only,
+                     "replay": options.replay if options.reviewed_only else 0,
+                     "include_uncertain": options.include_uncertain}],
+        "epochs": options.epochs, "freeze_blocks": options.freeze_blocks, "lr": options.lr,
+        "batch_size": est["batch_size"], "device": options.device, "out": str(run_dir),
+        "version": version, "threshold_method": "f1", "sizes": [int(card.input_size)],
+        "weights_dtype": card.weights_dtype, "log_every": 1, "patience": None,
+    }
+    config_path = run_dir / "config.json"
+    config_path.write_text(json.dumps(config, indent=1), encoding="utf-8")
+    bundle_dir = run_dir / "bundle"
+    report = run_dir / "comparison.json"
+    python = sys.executable
+    return FinetunePlan(
+        run_dir=run_dir, manifest=manifest, config_path=config_path, base_id=base.id, base_bundle=base.path,
+        bundle_dir=bundle_dir, report_path=report, log_path=run_dir / "train.log",
+        events_path=run_dir / "events.jsonl",
+        train_argv=[python, "-m", "training", "finetune", "--base", str(base.path),
+                    "--config", str(config_path)],
+        compare_argv=[python, "-m", "training", "compare", "--candidate", str(bundle_dir), "--baseline",
+                      str(base.path), "--manifest", str(manifest), "--out", str(report),
+                      "--device", options.device],
+        estimate=est)
+
+
+def finish_finetune(plan: FinetunePlan, registry: Any) -> Any:
+    """Register the trained candidate with its comparison (never activates it)."""
+    if not (plan.bundle_dir / "card.json").is_file():
+        raise FinetuneError(f"the run left no model (see {plan.log_path})")
+    if not plan.report_path.is_file():
+        raise FinetuneError(f"the comparison on the locked set did not finish (see {plan.log_path})")
+    comparison = json.loads(plan.report_path.read_text(encoding="utf-8"))
+    comparison["baseline"] = plan.base_id
+    comparison["locked_set"] = f"{comparison.get('n_images')} images of {comparison.get('n_patients')} " \
+                               "locked patients"
+    digest = hashlib.sha256(plan.manifest.read_bytes()).hexdigest()
+    return registry.register(plan.bundle_dir, task="classifier", parent=plan.base_id, manifest_sha256=digest,
+                             comparison=comparison, log_path=str(plan.log_path))
+
+
+def child_environment() -> dict[str, str]:
+    """The training process sees the same code as we do, wherever we run from."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_cli(ws_path: str, options: FinetuneOptions, registry: Any, *, out: Any = sys.stdout) -> int:
+    """``cxrview finetune W``: the dialog's steps in sequence, JSON lines on ``out``."""
+    import subprocess
+
+    try:
+        with Workspace(ws_path) as ws:
+            plan = plan_finetune(ws, registry, options)
+    except (FinetuneError, WorkspaceError) as exc:
+        print(json.dumps({"event": "error", "message": str(exc)}), file=out)
+        return 2
+    print(json.dumps({"event": "plan", **plan.to_dict()}), file=out, flush=True)
+    for step, argv in (("train", plan.train_argv), ("compare", plan.compare_argv)):
+        with open(plan.log_path, "a", encoding="utf-8") as log, \
+                open(plan.events_path, "a", encoding="utf-8") as ev:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True,
+                                    env=child_environment(), start_new_session=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                ev.write(line)
+                print(line.rstrip("\n"), file=out, flush=True)
+            code = proc.wait()
+        if code != 0:
+            print(json.dumps({"event": "error", "step": step,
+                              "message": f"{step} failed (exit {code}); log: {plan.log_path}"}), file=out)
+            return 2
+    try:
+        version = finish_finetune(plan, registry)
+    except FinetuneError as exc:
+        print(json.dumps({"event": "error", "message": str(exc)}), file=out)
+        return 2
+    print(json.dumps({"event": "registered", "id": version.id, "verdict": version.comparison.get("verdict"),
+                      "mean_auroc": version.comparison.get("candidate", {}).get("mean_auroc"),
+                      "baseline_mean_auroc": version.comparison.get("baseline_model", {}).get("mean_auroc")}),
+          file=out, flush=True)
+    return 0

@@ -1,0 +1,118 @@
+"""``python -m training compare``: a candidate model against the active one on the locked set.
+
+Both classifiers predict the same images (each with its own card's
+preprocessing); per finding we report both AUROCs, the paired-bootstrap
+difference with its 95 % interval, and the number of positives behind it. A
+finding with no positive (or no negative) image on the locked set has no AUROC
+and is reported as such, never as 0.5. The verdict is deliberately plain:
+"better" only when the mean-AUROC difference's interval lies above zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrview.inference.bundle import load_bundle
+from training import metrics
+from training.config import CLASSIFICATION
+from training.datasets import XrayDataset, build_cache
+from training.engine import predict
+from training.events import EventLog
+from training.sources import Sample, manifest_samples
+
+
+def _probs(bundle: Path, samples: list[Sample], device: str, batch_size: int, cache: Path) -> tuple[Any, Any]:
+    loaded = load_bundle(bundle, device=device)
+    card = loaded.card
+    if card.task != CLASSIFICATION:
+        raise ValueError(f"{bundle}: not a classifier")
+    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache / f"{card.input_size}")
+    out = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
+    return card, out["probs"]
+
+
+def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, device: str = "auto",
+                    batch_size: int = 32, n_boot: int = 1000, locked_set: str = "",
+                    log: EventLog | None = None) -> dict[str, Any]:
+    if not samples:
+        raise ValueError("the locked evaluation set is empty: nothing to compare on")
+    with tempfile.TemporaryDirectory(prefix="cxrview-compare-") as tmp:
+        card_c, pc = _probs(candidate, samples, device, batch_size, Path(tmp))
+        card_b, pb = _probs(baseline, samples, device, batch_size, Path(tmp))
+    labels = [name for name in card_c.labels if name in card_b.labels]
+    y = np.stack([s.labels for s in samples])
+    known = np.stack([s.known for s in samples])
+    per: dict[str, Any] = {}
+    diffs_c, diffs_b = [], []
+    for name in labels:
+        jc, jb = card_c.labels.index(name), card_b.labels.index(name)
+        j_lab = card_c.labels.index(name)
+        keep = known[:, j_lab] > 0
+        yy = y[keep, j_lab]
+        entry: dict[str, Any] = {"n_pos": int(yy.sum()), "n_neg": int(len(yy) - yy.sum())}
+        if 0 < yy.sum() < len(yy):
+            diff, lo, hi = metrics.bootstrap_auroc_diff_ci(yy, pc[keep, jc], pb[keep, jb], n=n_boot)
+            entry.update(candidate=metrics.auroc(yy, pc[keep, jc]), baseline=metrics.auroc(yy, pb[keep, jb]),
+                         diff=diff, ci=[lo, hi])
+            diffs_c.append(entry["candidate"])
+            diffs_b.append(entry["baseline"])
+        else:
+            entry.update(candidate=None, baseline=None, diff=None, ci=None)
+        per[name] = entry
+    mean_c = float(np.mean(diffs_c)) if diffs_c else None
+    mean_b = float(np.mean(diffs_b)) if diffs_b else None
+    mean_ci = _mean_diff_ci(y, known, pc, pb, card_c.labels, card_b.labels, labels, n_boot)
+    verdict = "not comparable (no finding has both positives and negatives)"
+    if mean_ci is not None:
+        verdict = ("better" if mean_ci[0] > 0 else "worse" if mean_ci[1] < 0 else
+                   "no clear difference")
+    report = {
+        "locked_set": locked_set, "n_images": len(samples),
+        "n_patients": len({s.patient for s in samples}),
+        "candidate": {"name": card_c.name, "version": card_c.version, "mean_auroc": mean_c,
+                      "thresholds": card_c.thresholds},
+        "baseline_model": {"name": card_b.name, "version": card_b.version, "mean_auroc": mean_b},
+        "mean_auroc_diff_ci": mean_ci, "verdict": verdict, "per_label": per,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if log is not None:
+        log.emit("metric", split="locked", candidate_mean_auroc=mean_c, baseline_mean_auroc=mean_b,
+                 verdict=verdict)
+    return report
+
+
+def _mean_diff_ci(y: np.ndarray, known: np.ndarray, pc: np.ndarray, pb: np.ndarray, labels_c: list[str],
+                  labels_b: list[str], labels: list[str], n_boot: int) -> list[float] | None:
+    """Paired bootstrap (images resampled together) of the mean-AUROC difference."""
+    usable = [n for n in labels
+              if 0 < y[known[:, labels_c.index(n)] > 0, labels_c.index(n)].sum()
+              < (known[:, labels_c.index(n)] > 0).sum()]
+    if not usable:
+        return None
+    rng = np.random.default_rng(0)
+    n = len(y)
+    diffs = []
+    for _ in range(max(50, n_boot // 5)):
+        idx = rng.integers(0, n, n)
+        values = []
+        for name in usable:
+            jc, jb = labels_c.index(name), labels_b.index(name)
+            keep = known[idx, jc] > 0
+            yy = y[idx, jc][keep]
+            if 0 < yy.sum() < len(yy):
+                values.append(metrics.auroc(yy, pc[idx, jc][keep]) - metrics.auroc(yy, pb[idx, jb][keep]))
+        if values:
+            diffs.append(float(np.mean(values)))
+    if not diffs:
+        return None
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
+def locked_samples(manifest: Path, labels: list[str]) -> list[Sample]:
+    return manifest_samples(manifest, labels, splits=("locked",), exclude_reserved=True)
