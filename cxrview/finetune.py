@@ -147,8 +147,8 @@ def plan_finetune(ws: Workspace, registry: Any, options: FinetuneOptions,
         n += 1
     run_dir.mkdir(parents=True)
     manifest = run_dir / "manifest.json"
-    summary = export_manifest(ws, manifest, locked_patients=locked, seed=card.training.get("config", {})
-                              .get("seed", 0) if isinstance(card.training, dict) else 0)
+    seed = (card.training or {}).get("config", {}).get("seed", 0)
+    summary = export_manifest(ws, manifest, locked_patients=locked, present_only=True, seed=seed)
     images = (reviewed + min(options.replay, max(0, summary["train"] - reviewed))) if options.reviewed_only \
         else summary["train"] + summary["val"]
     est = estimate(card, images, options)

@@ -90,6 +90,22 @@ def _latest_human_labels(ws: Workspace) -> dict[int, dict[str, LabelRecord]]:
     return out
 
 
+def _write_json_streamed(path: Path, doc: dict[str, Any], list_key: str) -> None:
+    """``json.dumps(doc)`` written element by element of ``doc[list_key]``, atomically.
+
+    One ``json.dumps`` of a full-NIH manifest (~135 MB) is a single C call that
+    holds the GIL for seconds, freezing the GUI when run on a worker thread;
+    per-element calls let other threads run in between.
+    """
+    head = {k: v for k, v in doc.items() if k != list_key}
+    prefix = json.dumps(head)[:-1] + (", " if head else "") + json.dumps(list_key) + ": ["
+    parts = [prefix]
+    for i, item in enumerate(doc[list_key]):
+        parts.append((", " if i else "") + json.dumps(item))
+    parts.append("]}")
+    _write(path, "".join(parts).encode("utf-8"))
+
+
 def _write(path: Path, data: bytes) -> None:
     if path.is_dir():
         raise WorkspaceError(f"{path}: is a folder, expected a file name")
@@ -267,7 +283,7 @@ def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
 def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_fraction: float = 0.15,
                     seed: int = 0, reviewed_only: bool = False,
                     include_patient_ids: bool = False,
-                    locked_patients: set[int] | None = None) -> dict[str, Any]:
+                    locked_patients: set[int] | None = None, present_only: bool = False) -> dict[str, Any]:
     """A JSON training manifest (``format`` "cxrview-manifest", ``version`` 1).
 
     Per image: file, path (absolute for images found on disk), present, patient
@@ -283,7 +299,7 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
     Returns {"format", "images", "patients", "train", "val", "locked", "human_labels", "paths"}.
     """
     path = Path(out_path)
-    records = _records(ws, reviewed_only=reviewed_only)
+    records = _records(ws, reviewed_only=reviewed_only, present_only=present_only)
     locked = locked_patients or set()
     splits = patient_splits({_patient_key(r) for r in records if r.patient_id not in locked},
                             val_fraction=val_fraction, seed=seed)
@@ -317,7 +333,7 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
            "findings": list(NIH_FINDINGS), "patient_ids": "nih" if include_patient_ids else "pseudonym",
            "split": {"by": "patient", "val_fraction": val_fraction, "seed": seed},
            "reviewed_only": reviewed_only, "images": images}
-    _write(path, json.dumps(doc).encode("utf-8"))
+    _write_json_streamed(path, doc, "images")
     sides = [img["split"] for img in images]
     return {"format": "manifest", "images": len(images), "patients": len(splits),
             "train": sides.count("train"), "val": sides.count("val"), "locked": sides.count("locked"),
