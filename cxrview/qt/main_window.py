@@ -34,7 +34,7 @@ from cxrview.qt.actions import Actions
 from cxrview.qt.ai import AIController
 from cxrview.qt.batch import BatchScorer
 from cxrview.qt.compat import emit
-from cxrview.qt.dialogs import ShortcutsDialog
+from cxrview.qt.dialogs import ShortcutsDialog, apply_saved_shortcuts
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
 from cxrview.qt.finetune_ui import FinetuneController
@@ -127,6 +127,7 @@ class MainWindow(QMainWindow):
         self.batch = BatchScorer(self, self.ai)
         self.review = ReviewController(self)
         self.finetune = FinetuneController(self)
+        apply_saved_shortcuts(self.all_actions(), self.settings.qs)
         self.image_shown.connect(self.review.image_shown)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
         # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
@@ -424,8 +425,12 @@ class MainWindow(QMainWindow):
         self.show_error(f"Unexpected error: {exc_type.__name__}: {exc} "
                         "(details in the log; the viewer keeps running)")
 
+    def all_actions(self) -> list:
+        """Every shortcut-bearing action of the window (viewer, review), for help and remapping."""
+        return [*self.actions_.all_actions(), *self.review.all_actions()]
+
     def show_shortcuts(self) -> ShortcutsDialog:
-        dialog = ShortcutsDialog(self.actions_.all_actions(), ImageCanvas.MOUSE_BINDINGS, self)
+        dialog = ShortcutsDialog(self.all_actions(), ImageCanvas.MOUSE_BINDINGS, self, self.settings.qs)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()  # non-modal: keep reading while looking up a key
         return dialog

@@ -305,3 +305,25 @@ def test_metadata_values_visible_on_first_start(qtbot, window, dicom_dir: Path) 
     value_x = table.columnViewportPosition(3)
     assert 0 <= value_x < table.viewport().width() - 80, (value_x, table.viewport().width())
     assert window.file_dock.width() >= 200
+
+
+def test_shortcuts_can_be_remapped_and_persist(qtbot, window) -> None:
+    from PySide6.QtGui import QKeySequence
+
+    from cxrview.qt.dialogs import apply_saved_shortcuts, assign_shortcut
+
+    actions = window.all_actions()
+    confirm = window.review.actions["confirm"]
+    flag = window.review.actions["flag"]
+    # a clash is refused and changes nothing
+    assert assign_shortcut(confirm, QKeySequence("Shift+F"), actions, window.settings.qs) is flag
+    assert confirm.shortcut().toString() == "Return"
+    assert assign_shortcut(confirm, QKeySequence("Ctrl+K"), actions, window.settings.qs) is None
+    assert confirm.shortcut() == QKeySequence("Ctrl+K")
+    confirm.setShortcuts([QKeySequence("Return")])  # as a new session would start…
+    apply_saved_shortcuts(actions, window.settings.qs)  # …and the saved keys win
+    assert confirm.shortcut() == QKeySequence("Ctrl+K")
+    dialog = window.show_shortcuts()
+    qtbot.addWidget(dialog)
+    assert any("Confirm" in text and keys for keys, text in dialog.rows())
+    dialog.close()
