@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("--out", required=True, help="folder for the recalibrated bundle")
     rc.add_argument("--method", default="f1", choices=["f1", "youden", "sensitivity", "specificity"])
     rc.add_argument("--target", type=float, default=0.9, help="for sensitivity/specificity")
+    rc.add_argument("--version", help="version of the new bundle (default: unchanged)")
     rc.add_argument("--batch-size", type=int, default=32)
     rc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     _data_flags(rc)
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
             path = recalibrate_bundle(Path(args.bundle), Path(args.out), method=args.method,
                                       target=args.target, sources=_sources_from_flags(args) or None,
-                                      batch_size=args.batch_size, device=args.device, log=log)
+                                      batch_size=args.batch_size, device=args.device,
+                                      version=args.version, log=log)
             log.emit("done", bundle=str(path))
             return 0
         config = build_config(args, _finetune_base(args.base) if args.command == "finetune" else None)

@@ -30,7 +30,7 @@ from training.sources import Sample, apply_split
 
 def recalibrate_bundle(bundle_dir: Path, out: Path, *, method: str, target: float = 0.9,
                        sources: list[dict[str, Any]] | None = None, batch_size: int = 32,
-                       device: str = "auto", log: EventLog) -> Path:
+                       device: str = "auto", version: str | None = None, log: EventLog) -> Path:
     loaded = load_bundle(bundle_dir, device=device)
     card = loaded.card
     if card.task != CLASSIFICATION:
@@ -70,6 +70,9 @@ def recalibrate_bundle(bundle_dir: Path, out: Path, *, method: str, target: floa
             log.emit("metric", split=name, mean_auroc=report.get("mean_auroc"),
                      positives_per_image=_positives_per_image(report))
         card.metrics = metrics
+        if version:
+            # a new version: cached predictions (keyed by name@version#sha) carry the old decisions
+            card.parent_version, card.version = card.version, version
         card.training = {**card.training, "recalibrated": {
             "method": method, "target": target if method in ("sensitivity", "specificity") else None,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

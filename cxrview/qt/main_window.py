@@ -203,7 +203,16 @@ class MainWindow(QMainWindow):
             self.open_paths([folder])
 
     def open_paths(self, paths: list[str]) -> int:
-        """Open files and/or folders (a folder contributes its images). Returns the count."""
+        """Open files and/or folders (a folder contributes its images), or a workspace database
+        (``*.sqlite``: its worklist). Returns the number of images listed."""
+        workspaces = [p for p in paths if str(p).endswith(".sqlite")]
+        if workspaces:
+            if self.review.open_workspace(workspaces[-1]):
+                self.actions_.set_recent(self.settings.add_recent(str(workspaces[-1])))
+                self.review.apply_query(self.review.worklist.query())
+            paths = [p for p in paths if p not in workspaces]
+            if not paths:
+                return self.file_dock.count()
         files: list[str] = []
         for raw in paths:
             p = Path(raw)
