@@ -32,13 +32,32 @@ def _stack(samples: list[Sample], attr: str) -> np.ndarray:
     return np.stack([getattr(s, attr) for s in samples])
 
 
-def choose_thresholds(config: TrainConfig, samples: list[Sample], probs: np.ndarray) -> dict[str, float]:
+MIN_CLASS_FOR_THRESHOLD = 3  # fewer positives (or negatives) on validation: no basis to choose
+
+
+def _inherited_thresholds(config: TrainConfig) -> dict[str, float]:
+    """Thresholds of the bundle a run starts from (fine-tuning), used where validation cannot choose."""
+    if not config.weights or not (Path(config.weights) / "card.json").is_file():
+        return {}
+    try:
+        return dict(ModelCard.read(config.weights).thresholds)
+    except Exception:  # an unreadable start card: no inheritance, not a failed run
+        return {}
+
+
+def choose_thresholds(config: TrainConfig, samples: list[Sample], probs: np.ndarray,
+                      fallback: dict[str, float] | None = None) -> dict[str, float]:
+    """Per-label thresholds on validation; labels with too few positives or negatives there keep
+    ``fallback``'s (by default the starting bundle's) rather than a threshold fitted to 1–2 images."""
     Y, M = _stack(samples, "labels"), _stack(samples, "known")
+    inherited = _inherited_thresholds(config) if fallback is None else fallback
     thresholds = {}
     for j, label in enumerate(config.labels):
         known = M[:, j] > 0
         y, s = Y[known, j], probs[known, j]
-        if y.min(initial=1) == y.max(initial=0):  # one class only: no basis to choose
+        if min(int(y.sum()), int(len(y) - y.sum())) < MIN_CLASS_FOR_THRESHOLD:
+            if label in inherited:
+                thresholds[label] = float(inherited[label])
             continue
         thresholds[label] = float(
             metrics.choose_threshold(y, s, method=config.threshold_method, target=config.target_sensitivity)

@@ -55,7 +55,7 @@ def recalibrate_bundle(bundle_dir: Path, out: Path, *, method: str, target: floa
 
         log.say(f"choosing {method} thresholds on {len(parts['val'])} validation images")
         old = dict(card.thresholds)
-        card.thresholds = choose_thresholds(config, parts["val"], probs(parts["val"]))
+        card.thresholds = choose_thresholds(config, parts["val"], probs(parts["val"]), fallback=old)
         metrics = dict(card.metrics)
         evaluated = {"test": parts.get("test") or []}
         if "reserved_nih" in metrics:

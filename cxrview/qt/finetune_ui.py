@@ -242,7 +242,7 @@ class LossCurve(QWidget):
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(30, 30, 34))
         values = self.steps + [v for _, v in self.val]
-        if len(self.steps) < 2 or not values:
+        if not self.steps or not values:
             painter.setPen(QColor(170, 170, 170))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Loss curve appears here")
             return
@@ -257,6 +257,8 @@ class LossCurve(QWidget):
         painter.setPen(QPen(QColor(90, 170, 255), 1.5))
         for i in range(1, n):
             painter.drawLine(point(i - 1, self.steps[i - 1]), point(i, self.steps[i]))
+        for i, v in enumerate(self.steps if n <= 40 else []):
+            painter.drawEllipse(point(i, v), 2, 2)
         painter.setPen(QPen(QColor(255, 170, 60), 2))
         for i, v in self.val:
             painter.drawEllipse(point(min(i, n - 1), v), 3, 3)
