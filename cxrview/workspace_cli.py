@@ -29,6 +29,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     score.add_argument("--model", metavar="DIR", help="classifier bundle (default: the shipped one)")
     score.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     score.add_argument("--limit", type=int, help="score at most N images (in file order)")
+    score.add_argument("--predictions", metavar="FILE",
+                       help="store out-of-fold predictions from `python -m training oof`")
     score.add_argument("--rescore-only", action="store_true",
                        help="recompute scores from stored predictions (after label edits) without predicting")
 
@@ -94,7 +96,47 @@ def out_of_sample_patients(card: Any) -> tuple[set[str], bool]:
     return seen, bool(split)
 
 
+def _import_predictions(args: argparse.Namespace) -> int:
+    """Out-of-fold predictions (JSON lines) → stored as out-of-sample, then scores recomputed."""
+    import statistics
+
+    from cxrview.core.findings import NIH_FINDINGS
+    from cxrview.core.mislabel import rescore
+    from cxrview.core.workspace import Workspace
+
+    path = Path(args.predictions)
+    model = f"oof:{path.resolve().parent.name}/{path.stem}"
+    with Workspace(args.workspace) as ws:
+        probs: dict[int, list[float]] = {}
+        thresholds: dict[str, list[float]] = {}
+        unknown = 0
+        with open(path, encoding="utf-8") as handle:
+            for n, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    values = [float(row["probabilities"][name]) for name in NIH_FINDINGS]
+                except (ValueError, KeyError, TypeError) as exc:
+                    return _err(f"{path}:{n}: not an out-of-fold prediction line ({exc})")
+                record = ws.image_by_file(str(row.get("image", "")))
+                if record is None:
+                    unknown += 1
+                    continue
+                probs[record.id] = values
+                for name, t in (row.get("thresholds") or {}).items():
+                    thresholds.setdefault(name, []).append(float(t))
+        ws.store_predictions(model, probs, {i: True for i in probs})
+        n = rescore(ws, model, {k: statistics.median(v) for k, v in thresholds.items()})
+    print(f"stored {len(probs)} out-of-sample predictions as {model}; {unknown} lines named images this "
+          "workspace does not have", file=sys.stderr)
+    print(json.dumps({"workspace": str(ws.path), "model": model, "scored": n}))
+    return EXIT_OK
+
+
 def _score(args: argparse.Namespace) -> int:
+    if args.predictions:
+        return _import_predictions(args)
     from cxrview.core import ImageLoadError, load_image
     from cxrview.core.findings import NIH_FINDINGS
     from cxrview.core.mislabel import rescore

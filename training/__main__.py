@@ -88,7 +88,7 @@ def _sources_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 _NOT_CONFIG = {"command", "config", "nih_images", "data_entry", "folders", "folder_map", "images",
-               "masks", "base", "start", "end", "steps"}
+               "masks", "base", "start", "end", "steps", "folds"}
 
 
 def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("--batch-size", type=int, default=32)
     rc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     _data_flags(rc)
+    oof = sub.add_parser("oof", help="k-fold out-of-sample predictions (folds by patient) for mislabel "
+                                      "scores; one JSON line per image")
+    _train_flags(oof)
+    oof.add_argument("--folds", type=int, default=5)
     cmp = sub.add_parser("compare", help="candidate vs baseline classifier on a manifest's locked set")
     cmp.add_argument("--candidate", required=True)
     cmp.add_argument("--baseline", required=True)
@@ -189,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             log.emit("done", bundle=str(path))
             return 0
         config = build_config(args, _finetune_base(args.base) if args.command == "finetune" else None)
+        if args.command == "oof":
+            from training.oof import out_of_fold
+
+            out_of_fold(config, args.folds, log)
+            return 0
         if args.command == "lr-find":
             from training.lr_find import lr_find
 

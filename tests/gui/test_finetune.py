@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from cxrview.core.nih_import import import_nih
-from cxrview.core.workspace import Workspace
 from cxrview.core.worklist import WorklistQuery, query_images
+from cxrview.core.workspace import Workspace
 from cxrview.inference.shipped import shipped_bundle
 from tests.conftest import SHARED_DATA
 from tests.gui.test_ai import _Probe

@@ -57,3 +57,31 @@ def test_import_score_worklist(nih_dir: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and "unknown filter" in done.stderr
     done = _cli("worklist", str(tmp_path / "nope.sqlite"))
     assert done.returncode == 2 and "no workspace" in done.stderr
+
+
+def test_out_of_fold_predictions_feed_mislabel_scores(nih_dir: Path, tmp_path: Path) -> None:
+    """`python -m training oof` predicts every image with a model that did not train on its patient;
+    `cxrview score --predictions` stores them as out-of-sample and ranks mislabels from them."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    out = tmp_path / "oof"
+    done = subprocess.run([sys.executable, "-m", "training", "oof", "--folds", "2", "--arch", "small-cnn",
+                           "--size", "32", "--epochs", "1", "--batch-size", "8", "--nih-images", str(nih_dir),
+                           "--data-entry", str(DATA_ENTRY), "--out", str(out), "--seed", "3"],
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "oof_predictions.jsonl").read_text().splitlines()]
+    names = [r["image"] for r in rows]
+    assert len(names) == len(set(names)) and len(names) > 20  # every non-reserved image once
+    for k in (0, 1):
+        split = json.loads((out / f"fold{k}" / "split.json").read_text())
+        held = {r["patient"] for r in rows if r["fold"] == k}
+        assert held and not held & set(split["train"] + split["val"])  # never trained on its patients
+    ws = tmp_path / "ws.sqlite"
+    assert _cli("import-nih", "--images", str(nih_dir), "--data-entry", str(DATA_ENTRY),
+                "--workspace", str(ws)).returncode == 0
+    done = _cli("score", str(ws), "--predictions", str(out / "oof_predictions.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["scored"] == len(rows)
+    listed = [json.loads(line) for line in _cli("worklist", str(ws), "--sort", "mislabel", "--json",
+                                                "--limit", "3").stdout.splitlines()]
+    assert all(row["score"] is not None and row["suspected"] for row in listed)
