@@ -463,6 +463,21 @@ class AIController(QObject):
         handle.returned.connect(partial(self._on_predictor, key))
         handle.errored.connect(partial(self._on_predictor_error, key))
 
+    def preload(self) -> None:
+        """Load the model stack while the user is still looking at the fresh window.
+
+        The first load imports torch/torchvision/smp, whose C initialisation holds the GIL
+        for a few hundred ms; doing it at start-up keeps that pause away from the moment
+        the user starts working with an image.
+        """
+        if not self.enabled or self.predictor is not None or self.runner.current("predictor") is not None:
+            return
+        key = (self.classifier, self.segmenter, self.device)
+        handle = self.runner.submit(load_predictor_task, self.classifier, self.segmenter,
+                                    self.device, slot="predictor", name=repr(key))
+        handle.returned.connect(partial(self._on_predictor, key))
+        handle.errored.connect(partial(self._on_predictor_error, key))
+
     def _on_predictor(self, key: tuple[str, str | None, str], info: PredictorInfo) -> None:
         self.predictor, self._predictor_key, self._predictor_error = info.predictor, key, None
         for name, action in self.device_actions.items():

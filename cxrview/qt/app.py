@@ -108,6 +108,7 @@ def run_gui(paths: list[str]) -> int:
     if paths:
         # After show(): the window paints immediately and the load runs in the background.
         QTimer.singleShot(0, lambda: window.open_paths(list(paths)))
+    QTimer.singleShot(100, window.ai.preload)  # models load while the window is still fresh
     try:
         code = app.exec()
     finally:

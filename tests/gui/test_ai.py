@@ -211,3 +211,12 @@ def test_window_creation_does_not_import_torch():
             "import sys; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+
+
+def test_preload_builds_the_predictor_without_an_image(qtbot, ai_window):
+    win = ai_window
+    with qtbot.waitSignal(win.ai.predictor_ready, timeout=PREDICT_TIMEOUT_MS):
+        win.ai.preload()
+    assert win.ai.predictor is not None
+    win.ai.preload()  # already loaded: nothing to do
+    assert win.runner.current("predictor") is None or win.runner.current("predictor").is_done()
