@@ -89,13 +89,6 @@ def _import_nih(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def out_of_sample_patients(card: Any) -> tuple[set[str], bool]:
-    """(patients the model trained or tuned on, whether the card says at all)."""
-    split = (card.training or {}).get("split_patients") or {}
-    seen = set(split.get("train", [])) | set(split.get("val", []))
-    return seen, bool(split)
-
-
 def _import_predictions(args: argparse.Namespace) -> int:
     """Out-of-fold predictions (JSON lines) → stored as out-of-sample, then scores recomputed."""
     import statistics
@@ -139,7 +132,7 @@ def _score(args: argparse.Namespace) -> int:
         return _import_predictions(args)
     from cxrview.core import ImageLoadError, load_image
     from cxrview.core.findings import NIH_FINDINGS
-    from cxrview.core.mislabel import rescore
+    from cxrview.core.mislabel import out_of_sample_flags, rescore
     from cxrview.core.worklist import WorklistQuery, query_images
     from cxrview.core.workspace import Workspace
     from cxrview.inference.cache import model_identity
@@ -154,8 +147,8 @@ def _score(args: argparse.Namespace) -> int:
         if list(card.labels) != list(NIH_FINDINGS):
             return _err(f"{model}: its labels are not the 14 NIH findings; it cannot score this workspace")
         if not args.rescore_only:
-            seen, known = out_of_sample_patients(card)
             records = query_images(ws, WorklistQuery(sort="file", limit=args.limit))
+            flags = out_of_sample_flags(card.training, records)
             probs: dict[int, list[float]] = {}
             oos: dict[int, bool | None] = {}
             failed = 0
@@ -169,8 +162,7 @@ def _score(args: argparse.Namespace) -> int:
                     print(f"cxrview: {record.file}: {exc}", file=sys.stderr)
                     continue
                 probs[record.id] = [prediction.findings[name]["probability"] for name in card.labels]
-                patient = f"nih:{record.patient_id}" if record.patient_id is not None else None
-                oos[record.id] = (patient not in seen) if known and patient is not None else None
+                oos[record.id] = flags[record.id]
                 if n % 10 == 0 or n == len(records):
                     rate = n / (time.perf_counter() - start)
                     print(f"\rscored {n}/{len(records)} ({rate:.1f} img/s)", end="", file=sys.stderr)

@@ -48,24 +48,23 @@ def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, d
     y = np.stack([s.labels for s in samples])
     known = np.stack([s.known for s in samples])
     per: dict[str, Any] = {}
-    diffs_c, diffs_b = [], []
+    aurocs_c, aurocs_b = [], []
     for name in labels:
         jc, jb = card_c.labels.index(name), card_b.labels.index(name)
-        j_lab = card_c.labels.index(name)
-        keep = known[:, j_lab] > 0
-        yy = y[keep, j_lab]
+        keep = known[:, jc] > 0  # samples carry labels in the candidate's order
+        yy = y[keep, jc]
         entry: dict[str, Any] = {"n_pos": int(yy.sum()), "n_neg": int(len(yy) - yy.sum())}
         if 0 < yy.sum() < len(yy):
             diff, lo, hi = metrics.bootstrap_auroc_diff_ci(yy, pc[keep, jc], pb[keep, jb], n=n_boot)
             entry.update(candidate=metrics.auroc(yy, pc[keep, jc]), baseline=metrics.auroc(yy, pb[keep, jb]),
                          diff=diff, ci=[lo, hi])
-            diffs_c.append(entry["candidate"])
-            diffs_b.append(entry["baseline"])
+            aurocs_c.append(entry["candidate"])
+            aurocs_b.append(entry["baseline"])
         else:
             entry.update(candidate=None, baseline=None, diff=None, ci=None)
         per[name] = entry
-    mean_c = float(np.mean(diffs_c)) if diffs_c else None
-    mean_b = float(np.mean(diffs_b)) if diffs_b else None
+    mean_c = float(np.mean(aurocs_c)) if aurocs_c else None
+    mean_b = float(np.mean(aurocs_b)) if aurocs_b else None
     mean_ci = _mean_diff_ci(y, known, pc, pb, card_c.labels, card_b.labels, labels, n_boot)
     verdict = "not comparable (no finding has both positives and negatives)"
     if mean_ci is not None:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrview.core.export import atomic_write_bytes
-from cxrview.core.findings import NIH_FINDINGS, UNREVIEWED, format_finding_labels
+from cxrview.core.findings import NIH_BOX_FRAME, NIH_FINDINGS, UNREVIEWED, format_finding_labels
 from cxrview.core.workspace import BoxRecord, ImageRecord, LabelRecord, Workspace, WorkspaceError
 
 DATA_ENTRY_NAME = "Data_Entry_2017.csv"
@@ -49,7 +49,6 @@ DATA_ENTRY_HEADER = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID
                      "OriginalImagePixelSpacing[x", "y]"]
 BBOX_HEADER = ["Image Index", "Finding Label", "Bbox [x", "y", "w", "h]"]
 NIH_BOX_NAMES = {"Infiltration": "Infiltrate"}  # NIH's BBox_List spelling
-NIH_BOX_FRAME = (1024, 1024)  # NIH boxes are in the pixels of the 1024² PNGs
 MANIFEST_FORMAT = "cxrview-manifest"
 MANIFEST_VERSION = 1
 FORMATS = ("nih-csv", "coco", "manifest")
@@ -259,7 +258,8 @@ def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for r in records:
-        width, height = NIH_BOX_FRAME if r.dataset_labelled else (r.width or 0, r.height or 0)
+        frame = (NIH_BOX_FRAME, NIH_BOX_FRAME)
+        width, height = frame if r.dataset_labelled else (r.width or 0, r.height or 0)
         entry: dict[str, Any] = {"id": r.id, "file_name": r.file, "width": width, "height": height}
         if r.dataset_labelled and r.width and r.height:
             entry["original_width"], entry["original_height"] = r.width, r.height

@@ -8,6 +8,7 @@ NIH_FINDINGS = (
 )
 FINDING_BIT = {name: 1 << i for i, name in enumerate(NIH_FINDINGS)}
 NO_FINDING = "No Finding"
+NIH_BOX_FRAME = 1024  # BBox_List coordinates are pixels of NIH's 1024 × 1024 PNGs, whatever the local size
 
 PRESENT, ABSENT, UNCERTAIN = "present", "absent", "uncertain"
 LABEL_VALUES = (PRESENT, ABSENT, UNCERTAIN)

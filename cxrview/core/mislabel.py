@@ -49,6 +49,16 @@ def label_quality(labels: list[list[int]], probs: np.ndarray) -> tuple[np.ndarra
     return np.asarray(per_image, dtype=np.float64), np.asarray(per_class, dtype=np.float64)
 
 
+def out_of_sample_flags(training: dict[str, Any] | None, records: list[ImageRecord]
+                        ) -> dict[int, bool | None]:
+    """Per image: did the model (its card's ``training`` section) neither train nor tune on
+    this image's patient? None when the card records no split or the patient is unknown."""
+    split = (training or {}).get("split_patients") or {}
+    seen = set(split.get("train", [])) | set(split.get("val", []))
+    return {r.id: None if not split or r.patient_id is None else f"nih:{r.patient_id}" not in seen
+            for r in records}
+
+
 def centre_on_thresholds(probs: np.ndarray, thresholds: list[float]) -> np.ndarray:
     """Monotone per-finding map with threshold → 0.5, 0 → 0 and 1 → 1."""
     p = np.asarray(probs, dtype=np.float64)

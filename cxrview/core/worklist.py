@@ -125,27 +125,24 @@ def parse_filters(filters: list[str], query: WorklistQuery | None = None) -> Wor
     return q
 
 
-def query_ids(ws: Workspace, query: WorklistQuery) -> list[int]:
-    """Image ids in worklist order (all pages when ``limit`` is None)."""
+def _select(ws: Workspace, columns: str, query: WorklistQuery) -> Any:
     if query.sort not in SORTS:
         raise WorkspaceError(f"sort must be one of {', '.join(SORTS)}")
     where, params = query.where()
-    sql = "SELECT id FROM images" + where + query.order()
+    sql = f"SELECT {columns} FROM images" + where + query.order()
     if query.limit is not None:
         sql += " LIMIT ? OFFSET ?"
         params = [*params, int(query.limit), int(query.offset)]
-    return [row[0] for row in ws.execute(sql, params)]
+    return ws.execute(sql, params)
+
+
+def query_ids(ws: Workspace, query: WorklistQuery) -> list[int]:
+    """Image ids in worklist order (all pages when ``limit`` is None)."""
+    return [row[0] for row in _select(ws, "id", query)]
 
 
 def query_images(ws: Workspace, query: WorklistQuery) -> list[ImageRecord]:
-    if query.sort not in SORTS:
-        raise WorkspaceError(f"sort must be one of {', '.join(SORTS)}")
-    where, params = query.where()
-    sql = f"SELECT {IMAGE_COLUMNS} FROM images" + where + query.order()
-    if query.limit is not None:
-        sql += " LIMIT ? OFFSET ?"
-        params = [*params, int(query.limit), int(query.offset)]
-    return [_image(row) for row in ws.execute(sql, params)]
+    return [_image(row) for row in _select(ws, IMAGE_COLUMNS, query)]
 
 
 def count(ws: Workspace, query: WorklistQuery) -> int:

@@ -163,6 +163,14 @@ class ImageRecord:
             return ABSENT
         return None
 
+    def changed_mask(self) -> int:
+        """Findings where a human decision differs from the dataset label."""
+        return self.human_mask & (self.current_mask ^ self.dataset_mask)
+
+    def differs_from_dataset(self) -> bool:
+        """Anything a human changed: a label, an uncertain mark, or the boxes."""
+        return bool(self.changed_mask() or self.uncertain_mask or self.boxes_edited)
+
     def current_findings(self) -> list[str]:
         return [name for name in NIH_FINDINGS if self.current_mask & FINDING_BIT[name]]
 
@@ -217,16 +225,23 @@ class FindingState:
 
 
 def default_workspace_path(images_dir: str | os.PathLike[str]) -> Path:
-    """Next to the images when that folder is writable, else in the user data directory."""
-    folder = Path(images_dir).resolve()
-    if os.access(folder, os.W_OK):
-        return folder / DB_NAME
+    """Next to the images when that folder is writable, else in the user data directory.
+
+    ``$CXRVIEW_WORKSPACE_DIR`` puts every workspace in that folder instead (tests,
+    portable installs): nothing is then written next to the images.
+    """
     import hashlib
 
+    folder = Path(images_dir).resolve()
+    tag = f"{folder.name or 'root'}-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}.sqlite"
+    override = os.environ.get("CXRVIEW_WORKSPACE_DIR")
+    if override:
+        return Path(override) / tag
+    if os.access(folder, os.W_OK):
+        return folder / DB_NAME
     from platformdirs import user_data_dir
 
-    tag = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
-    return Path(user_data_dir("cxrview")) / "workspaces" / f"{folder.name}-{tag}.sqlite"
+    return Path(user_data_dir("cxrview")) / "workspaces" / tag
 
 
 def resolve_workspace_path(path: str | os.PathLike[str]) -> Path:
@@ -372,9 +387,7 @@ class Workspace:
                 for i, name in enumerate(NIH_FINDINGS)]
 
     def _latest_human_labels(self, image_id: int) -> dict[str, LabelRecord]:
-        rows = self.execute("SELECT id, image_id, finding, value, author, reason, created FROM labels "
-                            "WHERE image_id = ? ORDER BY id", (image_id,)).fetchall()
-        return {row[2]: LabelRecord(*row) for row in rows}  # later rows win
+        return {r.finding: r for r in self.label_history(image_id)}  # later rows win
 
     def label_history(self, image_id: int) -> list[LabelRecord]:
         rows = self.execute("SELECT id, image_id, finding, value, author, reason, created FROM labels "

@@ -455,11 +455,15 @@ class AIController(QObject):
             self.dock.set_message(self._predictor_error, error=True)
             return
         self.dock.clear("Loading model…")
+        self._load_predictor(key)
+
+    def _load_predictor(self, key: tuple[str, str | None, str]) -> None:
+        """Build the predictor for ``key`` on the worker (unless that is already under way);
+        its completion predicts whatever image is then current."""
         current = self.runner.current("predictor")
-        if current is not None and current.name == repr(key):
-            return  # already loading; its completion predicts the then-current image
-        handle = self.runner.submit(load_predictor_task, self.classifier, self.segmenter,
-                                    self.device, slot="predictor", name=repr(key))
+        if current is not None and current.name == repr(key) and not current.is_done():
+            return
+        handle = self.runner.submit(load_predictor_task, *key, slot="predictor", name=repr(key))
         handle.returned.connect(partial(self._on_predictor, key))
         handle.errored.connect(partial(self._on_predictor_error, key))
 
@@ -470,13 +474,8 @@ class AIController(QObject):
         for a few hundred ms; doing it at start-up keeps that pause away from the moment
         the user starts working with an image.
         """
-        if not self.enabled or self.predictor is not None or self.runner.current("predictor") is not None:
-            return
-        key = (self.classifier, self.segmenter, self.device)
-        handle = self.runner.submit(load_predictor_task, self.classifier, self.segmenter,
-                                    self.device, slot="predictor", name=repr(key))
-        handle.returned.connect(partial(self._on_predictor, key))
-        handle.errored.connect(partial(self._on_predictor_error, key))
+        if self.enabled and self.predictor is None:
+            self._load_predictor((self.classifier, self.segmenter, self.device))
 
     def _on_predictor(self, key: tuple[str, str | None, str], info: PredictorInfo) -> None:
         self.predictor, self._predictor_key, self._predictor_error = info.predictor, key, None

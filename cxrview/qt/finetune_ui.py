@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QPointF, QProcess, QProcessEnvironment, Qt, Signal
@@ -74,23 +73,22 @@ def kill_tree(pid: int) -> None:
             pass
 
 
-def plan_task(state: TaskState, ws_path: str, registry_root: str | None, options: FinetuneOptions
-              ) -> FinetunePlan:
+def plan_task(state: TaskState, ws_path: str, options: FinetuneOptions) -> FinetunePlan:
     from cxrview.core.workspace import Workspace
     from cxrview.finetune import plan_finetune
     from cxrview.inference.registry import ModelRegistry
 
     with Workspace(ws_path) as ws:
-        return plan_finetune(ws, ModelRegistry(Path(registry_root) if registry_root else None), options)
+        return plan_finetune(ws, ModelRegistry(), options)  # $CXRVIEW_REGISTRY_DIR or the user's
 
 
-def register_task(state: TaskState, plan: FinetunePlan, registry_root: str | None) -> Any:
+def register_task(state: TaskState, plan: FinetunePlan) -> Any:
     from cxrview.finetune import finish_finetune
     from cxrview.inference.registry import ModelRegistry
 
     if state.cancelled:
         raise TaskCancelled("register")
-    return finish_finetune(plan, ModelRegistry(Path(registry_root) if registry_root else None))
+    return finish_finetune(plan, ModelRegistry())
 
 
 class FinetuneRun(QObject):
@@ -111,11 +109,8 @@ class FinetuneRun(QObject):
         self._buffer = b""
         self._cancelled = False
         self._step = ""
+        self._events_file: Any = None
         self.done = False
-
-    @property
-    def registry_root(self) -> str | None:
-        return os.environ.get("CXRVIEW_REGISTRY_DIR")
 
     def start(self) -> None:
         review = self.window.review
@@ -123,7 +118,7 @@ class FinetuneRun(QObject):
             self._fail("Open a workspace (or a folder of images) and review some images first.")
             return
         emit(self.stage, "planning")
-        handle = self.window.runner.submit(plan_task, str(review.ws.path), self.registry_root, self.options,
+        handle = self.window.runner.submit(plan_task, str(review.ws.path), self.options,
                                            slot="finetune-plan", name="plan fine-tune")
         handle.returned.connect(self._planned)
         handle.errored.connect(lambda exc: self._fail(str(exc)))
@@ -151,6 +146,7 @@ class FinetuneRun(QObject):
         process.finished.connect(self._process_finished)
         process.errorOccurred.connect(self._process_error)
         self.process = process
+        self._events_file = open(self.plan.events_path, "ab")
         process.start(argv[0], argv[1:])
 
     def _read(self) -> None:
@@ -158,17 +154,17 @@ class FinetuneRun(QObject):
             return
         self._buffer += bytes(self.process.readAllStandardOutput().data())
         *lines, self._buffer = self._buffer.split(b"\n")
-        with open(self.plan.events_path, "ab") as handle:
-            for line in lines:
-                handle.write(line + b"\n")
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    event.setdefault("stage", self._step)
-                    self.events.append(event)
-                    emit(self.progress, event)
+        for line in lines:
+            if self._events_file is not None:
+                self._events_file.write(line + b"\n")
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                event.setdefault("stage", self._step)
+                self.events.append(event)
+                emit(self.progress, event)
 
     def _process_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
@@ -176,6 +172,9 @@ class FinetuneRun(QObject):
 
     def _process_finished(self, code: int, status: QProcess.ExitStatus) -> None:
         self._read()
+        if self._events_file is not None:
+            self._events_file.close()
+            self._events_file = None
         if self.done:
             return
         if self._cancelled:
@@ -192,8 +191,7 @@ class FinetuneRun(QObject):
             self._launch("comparing", self.plan.compare_argv)
             return
         emit(self.stage, "registering")
-        handle = self.window.runner.submit(register_task, self.plan, self.registry_root,
-                                           slot="finetune-register")
+        handle = self.window.runner.submit(register_task, self.plan, slot="finetune-register")
         handle.returned.connect(self._registered)
         handle.errored.connect(lambda exc: self._fail(str(exc)))
 
@@ -205,6 +203,9 @@ class FinetuneRun(QObject):
         if self.done:
             return
         self.done = True
+        if self._events_file is not None:
+            self._events_file.close()
+            self._events_file = None
         if self.plan is not None:
             message += f"\nLog: {self.plan.log_path}"
         emit(self.failed, message)
@@ -358,6 +359,7 @@ class FinetuneController(QObject):
         self.run: FinetuneRun | None = None
         self.dialog: FinetuneDialog | None = None
         self.last_version: Any = None
+        self._estimate_inputs: tuple[Any, int, int] | None = None
         self.last_error: str | None = None
         self.bar = QProgressBar(window)
         self.bar.setObjectName("finetune_progress")
@@ -381,8 +383,7 @@ class FinetuneController(QObject):
     def registry(self) -> Any:
         from cxrview.inference.registry import ModelRegistry
 
-        root = os.environ.get("CXRVIEW_REGISTRY_DIR")
-        return ModelRegistry(Path(root) if root else None)
+        return ModelRegistry()  # honours $CXRVIEW_REGISTRY_DIR
 
     def base_text(self) -> str:
         try:
@@ -398,12 +399,14 @@ class FinetuneController(QObject):
         ws = self.window.review.ws
         if ws is None:
             return "Open a workspace first."
-        try:
-            card = ModelCard.read(self.registry().active("classifier").path)
-        except Exception as exc:
-            return f"No base model: {exc}"
-        reviewed = ws.review_progress()[0]
-        images = reviewed + options.replay if options.reviewed_only else ws.image_count(present_only=True)
+        if self._estimate_inputs is None:  # read once per showing of the dialog, not per keystroke
+            try:
+                card = ModelCard.read(self.registry().active("classifier").path)
+            except Exception as exc:
+                return f"No base model: {exc}"
+            self._estimate_inputs = (card, ws.review_progress()[0], ws.image_count(present_only=True))
+        card, reviewed, present = self._estimate_inputs
+        images = reviewed + options.replay if options.reviewed_only else present
         est = estimate(card, images, options)
         free = est["free_memory_bytes"]
         memory = f"{est['memory_bytes'] / 1e9:.1f} GB" + (f" of {free / 1e9:.1f} GB free" if free else "")
@@ -413,6 +416,7 @@ class FinetuneController(QObject):
 
     # -- runs -------------------------------------------------------------------------------
     def show_dialog(self) -> FinetuneDialog:
+        self._estimate_inputs = None
         if self.dialog is None:
             self.dialog = FinetuneDialog(self, self.window)
         self.dialog.base.setText(self.base_text())

@@ -29,7 +29,16 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu
 
 from cxrview.core.commands import AddBox, Command, DeleteBox, EditBox, SetLabel, SetReview, UndoStack
-from cxrview.core.findings import ABSENT, CONFIRMED, CORRECTED, FLAGGED, NIH_FINDINGS, PRESENT, UNCERTAIN
+from cxrview.core.findings import (
+    ABSENT,
+    CONFIRMED,
+    CORRECTED,
+    FLAGGED,
+    NIH_BOX_FRAME,
+    NIH_FINDINGS,
+    PRESENT,
+    UNCERTAIN,
+)
 from cxrview.core.worklist import WorklistQuery, count, query_images
 from cxrview.core.workspace import ImageRecord, Workspace, WorkspaceError, default_workspace_path
 from cxrview.qt.compat import emit
@@ -42,20 +51,12 @@ if TYPE_CHECKING:
     from cxrview.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
-NIH_BOX_FRAME = 1024.0  # NIH BBox_List coordinates refer to the 1024 × 1024 PNGs
 WORKLIST_LIMIT = 20000  # rows put into the file list at once (the query itself is not limited)
 
 
 def _workspace_for(paths: list[str]) -> Path:
-    """Where the workspace of these images lives ($CXRVIEW_WORKSPACE_DIR overrides, for tests)."""
-    folder = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
-    override = os.environ.get("CXRVIEW_WORKSPACE_DIR")
-    if override:
-        import hashlib
-
-        tag = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
-        return Path(override) / f"{folder.name or 'root'}-{tag}.sqlite"
-    return default_workspace_path(folder)
+    """The default workspace of the folder holding these images."""
+    return default_workspace_path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
 
 
 class ReviewController(QObject):
@@ -283,17 +284,14 @@ class ReviewController(QObject):
             return
         if Path(result.prediction.path).name != self.record.file:
             return
-        from cxrview.core.mislabel import score_records
+        from cxrview.core.mislabel import out_of_sample_flags, score_records
         from cxrview.inference.cache import model_identity
-        from cxrview.workspace_cli import out_of_sample_patients
 
         card = predictor.card
         if list(card.labels) != list(NIH_FINDINGS):
             return
         probs = [result.data["findings"][name]["probability"] for name in NIH_FINDINGS]
-        seen, known = out_of_sample_patients(card)
-        patient = f"nih:{self.record.patient_id}" if self.record.patient_id is not None else None
-        oos = (patient not in seen) if known and patient is not None else None
+        oos = out_of_sample_flags(card.training, [self.record])[self.record.id]
         model = model_identity(card)
         try:
             self.ws.store_predictions(model, {self.record.id: probs}, {self.record.id: oos})
@@ -368,15 +366,10 @@ class ReviewController(QObject):
         if self.record is not None and text != self.record.note:
             self.push(SetReview(self.record.id, self.record.review_state, self.author, note=text))
 
-    def _changed_from_dataset(self, record: ImageRecord) -> bool:
-        differs = record.human_mask & ((record.current_mask | record.dataset_mask)
-                                       - (record.current_mask & record.dataset_mask))
-        return bool(differs or record.uncertain_mask or record.boxes_edited)
-
     def confirm(self) -> None:
         if self.record is None:
             return
-        state = CORRECTED if self._changed_from_dataset(self.record) else CONFIRMED
+        state = CORRECTED if self.record.differs_from_dataset() else CONFIRMED
         if self.push(SetReview(self.record.id, state, self.author)) and self.dock.auto_advance.isChecked():
             self.window.next_image()
 
@@ -391,11 +384,16 @@ class ReviewController(QObject):
         paths = self.window.file_dock.paths()
         row = self.window.file_dock.current_row()
         order = paths[row + 1:] + paths[:row + 1]
-        for path in order:
-            record = self.ws.image_by_file(path)
-            if record is not None and record.review_state == "unreviewed":
-                self.window.show_path(path)
-                return
+        for start in range(0, len(order), 500):  # a few queries, not one per listed file
+            chunk = order[start:start + 500]
+            names = [Path(p).name for p in chunk]
+            marks = ",".join("?" * len(names))
+            unreviewed = {file for (file,) in self.ws.execute(
+                f"SELECT file FROM images WHERE review_state = 'unreviewed' AND file IN ({marks})", names)}
+            for path, name in zip(chunk, names, strict=True):
+                if name in unreviewed:
+                    self.window.show_path(path)
+                    return
         self.window.status.showMessage("Every image in this list has been reviewed.", 8000)
 
     def step_follow_up(self, delta: int) -> None:
@@ -449,7 +447,8 @@ class ReviewController(QObject):
             self.dock.select_finding(box.finding)
 
     def _on_finding_selected(self, finding: str) -> None:
-        self.window.ai.dock.select_finding(finding) if self.window.ai.result is not None else None
+        if self.window.ai.result is not None:
+            self.window.ai.dock.select_finding(finding)  # show that finding's heatmap
 
     def _on_editing(self, on: bool) -> None:
         if self.stack is not None:

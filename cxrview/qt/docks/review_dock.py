@@ -4,8 +4,6 @@ turns its signals into commands."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
@@ -215,12 +213,6 @@ class ReviewDock(QDockWidget):
 
     def current_reason(self) -> str | None:
         return self.reason.currentData()
-
-    def decision_text(self, finding: str) -> str:
-        return self.table.item(NIH_FINDINGS.index(finding), 4).text()
-
-    def values(self) -> dict[str, Any]:
-        return {name: self.table.item(i, 4).text() for i, name in enumerate(NIH_FINDINGS)}
 
     # -- signals ----------------------------------------------------------------------------
     def _on_cell_clicked(self, row: int, col: int) -> None:

@@ -14,7 +14,7 @@ Dataset boxes are drawn dashed, human boxes solid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen
@@ -210,6 +210,3 @@ class BoxTool(QObject):
             bottom += dy
         return QRectF(QPointF(left, top), QPointF(right, bottom)).normalized()
 
-
-def with_finding(box: EditableBox, finding: str) -> EditableBox:
-    return replace(box, finding=finding)
