@@ -54,8 +54,10 @@ def score_files_task(state: TaskState, classifier: str, segmenter: str | None, d
     from cxrview.core import ImageLoadError, load_image
     from cxrview.inference.cache import ResultCache
     from cxrview.inference.predict import Cancelled, Predictor, triage_score
+    from cxrview.qt.ai import leave_a_core_for_the_gui
 
     start = time.perf_counter()
+    leave_a_core_for_the_gui()
     predictor = Predictor(classifier, segmenter, device=device)
     cache = ResultCache()
     scored = cached = failed = 0
