@@ -170,8 +170,9 @@ class BoxesLayer(OverlayLayer):
             painter.setPen(_cosmetic_pen(color))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRect(rect)
-            score = float(box.get("score", 0.0))
-            text = f"{box['finding']} {score:.0%}" if score >= 0.005 else str(box["finding"])
+            # The finding only: a box's ranking score next to the name reads as a probability
+            # ("Pneumonia 1%" beside a 93% finding), which it is not.
+            text = str(box["finding"])
             painter.drawText(rect.topLeft() + QPointF(2, -3 / (abs(painter.worldTransform().m11()) or 1)),
                              text)
 
