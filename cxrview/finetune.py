@@ -107,9 +107,15 @@ def estimate(card: Any, images: int, options: FinetuneOptions) -> dict[str, Any]
     """Rough time and memory of the run, and the batch size chosen for this machine."""
     size = int(card.input_size)
     arch = str(card.architecture)
-    rate = CPU_IMAGES_PER_S.get(arch, 10.0) * (128 / size) ** 2
+    members = ((card.architecture_args or {}).get("members") or []) if arch == "ensemble" else []
+    if members:  # every member trains on every image: the times add up
+        seconds_per_image = sum(1.0 / (CPU_IMAGES_PER_S.get(str(m.get("architecture")), 10.0)
+                                       * (128 / int(m.get("input_size", size))) ** 2) for m in members)
+        rate = 1.0 / seconds_per_image
+    else:
+        rate = CPU_IMAGES_PER_S.get(arch, 10.0) * (128 / size) ** 2
     # activations dominate: ~ (size² × 4 bytes × ~300 feature maps) per image, weights ~100 MB
-    per_image = size * size * 4 * 300
+    per_image = size * size * 4 * 300 * max(1, len(members))
     free = available_memory_bytes()
     batch = options.batch_size or 16
     if free is not None and options.batch_size is None:

@@ -48,6 +48,8 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float)
     parser.add_argument("--test-fraction", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--split-seed", type=int,
+                        help="patient-split seed (default: --seed); ensemble members share one split")
     parser.add_argument("--patience", type=int, help="early stopping on validation loss")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--no-amp", dest="amp", action="store_false", default=None)
@@ -150,6 +152,17 @@ def main(argv: list[str] | None = None) -> int:
                                       "scores; one JSON line per image")
     _train_flags(oof)
     oof.add_argument("--folds", type=int, default=5)
+    ens = sub.add_parser("ensemble", help="one bundle averaging classifiers trained on the same split")
+    ens.add_argument("--members", nargs="+", required=True, metavar="BUNDLE")
+    ens.add_argument("--out", required=True, help="folder for the ensemble bundle")
+    ens.add_argument("--name")
+    ens.add_argument("--version", required=True)
+    ens.add_argument("--threshold-method", default="f1", choices=["f1", "youden", "sensitivity", "specificity"])
+    ens.add_argument("--evaluate-reserved", action="store_true",
+                     help="one-off metrics on the reserved NIH patients (report once, never tune on them)")
+    ens.add_argument("--cache-dir")
+    ens.add_argument("--batch-size", type=int, default=32)
+    ens.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     cmp = sub.add_parser("compare", help="candidate vs baseline classifier on a manifest's locked set")
     cmp.add_argument("--candidate", required=True)
     cmp.add_argument("--baseline", required=True)
@@ -182,6 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                                      batch_size=args.batch_size, locked_set=str(args.manifest), log=log)
             atomic_write_bytes(Path(args.out), json.dumps(report, indent=1).encode("utf-8"))
             log.emit("done", report=str(args.out), verdict=report["verdict"])
+            return 0
+        if args.command == "ensemble":
+            from training.ensemble import build_ensemble
+
+            path = build_ensemble([Path(m) for m in args.members], Path(args.out), name=args.name,
+                                  version=args.version, threshold_method=args.threshold_method,
+                                  evaluate_reserved=args.evaluate_reserved, cache_dir=args.cache_dir,
+                                  batch_size=args.batch_size, device=args.device, log=log)
+            log.emit("done", bundle=str(path))
             return 0
         if args.command == "recalibrate":
             from training.recalibrate import recalibrate_bundle

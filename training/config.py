@@ -41,6 +41,9 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+    # Patient split seed; None = ``seed``. A second ensemble member keeps the first one's split
+    # (so its test patients stay unseen) while drawing a different initialisation and data order.
+    split_seed: int | None = None
     patience: int | None = None  # early stopping: epochs without val-loss improvement
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
@@ -77,6 +80,10 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be positive")
         if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
             raise ValueError("split fractions must be in [0, 1)")
+
+    @property
+    def effective_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def run_dir(self) -> Path:

@@ -256,7 +256,7 @@ def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dic
             split_file.write_text(json.dumps(split))
     else:
         split = patient_split(samples, val_fraction=config.val_fraction,
-                              test_fraction=config.test_fraction, seed=config.seed)
+                              test_fraction=config.test_fraction, seed=config.effective_split_seed)
         if info.is_main:
             split_file.write_text(json.dumps(split))
     parts = apply_split(samples, split)

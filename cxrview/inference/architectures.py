@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from cxrview.inference.card import ModelCard
 
 TORCHVISION_CLASSIFIERS = ("resnet18", "resnet34", "resnet50", "densenet121")
-ARCHITECTURES = (*TORCHVISION_CLASSIFIERS, "small-cnn", "unet")
+ARCHITECTURES = (*TORCHVISION_CLASSIFIERS, "small-cnn", "unet", "ensemble")
 
 
 class SmallCNN(nn.Module):
@@ -37,6 +37,55 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class Ensemble(nn.Module):
+    """Classifiers trained separately on the same split, their logits averaged.
+
+    With ~1,100 training images, independently initialised members make
+    partly independent mistakes, and averaging them is the cheapest reliable
+    gain in AUROC (the card records each member's own metrics). A member
+    trained at a smaller size sees the ensemble's input resized inside the
+    forward, so the bundle keeps one input size and one preprocessing.
+    """
+
+    def __init__(self, members: list[nn.Module], input_sizes: list[int], input_size: int) -> None:
+        super().__init__()
+        if not members or len(members) != len(input_sizes):
+            raise ValueError("an ensemble needs at least one member and one input size per member")
+        self.members = nn.ModuleList(members)
+        self.input_sizes = [int(s) for s in input_sizes]
+        self.input_size = int(input_size)
+
+    def member_input(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        size = self.input_sizes[index]
+        if size == self.input_size:
+            return x
+        # Scale relative to the ensemble's size, so progressive-resizing batches scale too.
+        side = (max(8, round(x.shape[-2] * size / self.input_size)),
+                max(8, round(x.shape[-1] * size / self.input_size)))
+        return F.interpolate(x, size=side, mode="bilinear", align_corners=False, antialias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = [m(self.member_input(x, i)) for i, m in enumerate(self.members)]
+        return torch.stack(logits).mean(dim=0)
+
+
+def _ensemble(num_outputs: int, channels: int, args: dict[str, Any]) -> Ensemble:
+    specs = args.get("members") or []
+    if not specs:
+        raise ValueError("ensemble architecture_args need a non-empty 'members' list")
+    if "input_size" not in args:
+        raise ValueError("ensemble architecture_args need the ensemble's 'input_size'")
+    members, sizes = [], []
+    for spec in specs:
+        if spec.get("architecture") in (None, "ensemble", "unet"):
+            raise ValueError(f"ensemble member must be a classifier, got {spec.get('architecture')!r}")
+        members.append(build(spec["architecture"], num_outputs, channels, spec.get("architecture_args")))
+        sizes.append(int(spec.get("input_size", args["input_size"])))
+    return Ensemble(members, sizes, int(args["input_size"]))
 
 
 def _torchvision_classifier(name: str, num_outputs: int, channels: int) -> nn.Module:
@@ -73,6 +122,8 @@ def build(architecture: str, num_outputs: int, channels: int = 1,
         return SmallCNN(num_outputs, channels)
     if architecture == "unet":
         return _unet(num_outputs, channels, args)
+    if architecture == "ensemble":
+        return _ensemble(num_outputs, channels, args)
     raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
 
 
@@ -82,6 +133,9 @@ def build_model(card: ModelCard) -> nn.Module:
 
 def feature_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's blocks from input to output, for freezing the first N and for Grad-CAM."""
+    if isinstance(model, Ensemble):  # block i of every member together (freezing N freezes all)
+        per_member = [feature_blocks(m) for m in model.members]
+        return [nn.ModuleList(blocks) for blocks in zip(*per_member, strict=False)]
     if hasattr(model, "layer4"):  # torchvision ResNet
         return [nn.Sequential(model.conv1, model.bn1), model.layer1, model.layer2, model.layer3,
                 model.layer4]

@@ -11,7 +11,8 @@ network, which is why retaining the graph beats recomputing (see
 
 The target is the last block of ``feature_blocks(model)`` (ResNet ``layer4``,
 DenseNet ``denseblock4``, SmallCNN's last conv block): the deepest spatial
-features, where class evidence is most localised.
+features, where class evidence is most localised. An ensemble has one target
+per member; its map is the mean of the members' maps (each at the input size).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 MIN_CAM_SIDE = 7  # coarser maps (4×4 from resnet18 at 128 px) cannot outline a finding
 
 
-def cam_target(model: nn.Module, input_shape: tuple[int, int, int] | None = None) -> nn.Module:
-    """The module whose output Grad-CAM weighs.
+def cam_target(model: nn.Module,
+               input_shape: tuple[int, int, int] | None = None) -> nn.Module | list[nn.Module]:
+    """The module whose output Grad-CAM weighs (for an ensemble, one per member).
 
     Normally the last feature block. With ``input_shape`` (C, H, W), the
     deepest block whose output is still at least :data:`MIN_CAM_SIDE` pixels
@@ -44,8 +46,15 @@ def cam_target(model: nn.Module, input_shape: tuple[int, int, int] | None = None
     fire because the model's forward never calls it. Descend to its last
     child, which the model does call and whose output is the block's output.
     """
-    from cxrview.inference.architectures import feature_blocks
+    from cxrview.inference.architectures import Ensemble, feature_blocks
 
+    if isinstance(model, Ensemble):
+        targets: list[nn.Module] = []
+        for member, size in zip(model.members, model.input_sizes, strict=True):
+            shape = None if input_shape is None else (input_shape[0], size, size)
+            found = cam_target(member, shape)
+            targets += found if isinstance(found, list) else [found]
+        return targets
     blocks = [_called_module(model, b) for b in feature_blocks(model)]
     if input_shape is None:
         return blocks[-1]
@@ -120,35 +129,40 @@ class CamSession:
     maps after seeing which findings are positive never costs a second forward.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, *, target: nn.Module | None = None) -> None:
+    def __init__(self, model: nn.Module, x: torch.Tensor, *,
+                 target: nn.Module | Sequence[nn.Module] | None = None) -> None:
         if x.ndim != 4 or x.shape[0] != 1:
             raise ValueError(f"Grad-CAM expects one image (1, C, H, W), got {tuple(x.shape)}")
         self.model = model
         self.x = x
-        self.target = target if target is not None else cam_target(model)
+        chosen = target if target is not None else cam_target(model)
+        self.targets: list[nn.Module] = list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
         self.logits: torch.Tensor | None = None
         self._raw_logits: torch.Tensor | None = None
-        self._activation: torch.Tensor | None = None
+        self._activations: list[torch.Tensor] | None = None
 
     def __enter__(self) -> CamSession:
         import torch
 
-        captured: list[torch.Tensor] = []
+        captured: dict[int, torch.Tensor] = {}
 
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-            leaf = output.detach().requires_grad_(True)
-            captured.append(leaf)
-            return leaf
+        def hook_for(slot: int):  # noqa: ANN202 - a forward hook
+            def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+                leaf = output.detach().requires_grad_(True)
+                captured[slot] = leaf  # the last call wins, as for a module called twice
+                return leaf
+            return hook
 
-        handle = self.target.register_forward_hook(hook)
+        handles = [t.register_forward_hook(hook_for(i)) for i, t in enumerate(self.targets)]
         try:
             with _frozen(self.model), torch.enable_grad():
                 raw = self.model(self.x)
         finally:
-            handle.remove()
-        if not captured:
+            for handle in handles:
+                handle.remove()
+        if len(captured) != len(self.targets):
             raise RuntimeError("Grad-CAM target was not called during the forward pass")
-        self._activation, self._raw_logits = captured[-1], raw
+        self._activations, self._raw_logits = [captured[i] for i in range(len(self.targets))], raw
         self.logits = raw.detach()
         return self
 
@@ -157,17 +171,25 @@ class CamSession:
         import torch
         import torch.nn.functional as F
 
-        if self._raw_logits is None or self._activation is None:
+        if self._raw_logits is None or self._activations is None:
             raise RuntimeError("CamSession.cam() called outside its with-block")
-        (grads,) = torch.autograd.grad(self._raw_logits[0, int(index)], self._activation,
-                                       retain_graph=True)
-        weights = grads.mean(dim=(2, 3), keepdim=True)  # global-average-pooled gradients
-        cam = torch.relu((weights * self._activation.detach()).sum(dim=1, keepdim=True))
-        cam = F.interpolate(cam, size=tuple(self.x.shape[-2:]), mode="bilinear", align_corners=False)
-        return normalise_cam(cam[0, 0].cpu().numpy())
+        grads = torch.autograd.grad(self._raw_logits[0, int(index)], self._activations,
+                                    retain_graph=True, allow_unused=True)
+        total = None
+        for grad, activation in zip(grads, self._activations, strict=True):
+            if grad is None:
+                continue
+            weights = grad.mean(dim=(2, 3), keepdim=True)  # global-average-pooled gradients
+            cam = torch.relu((weights * activation.detach()).sum(dim=1, keepdim=True))
+            cam = F.interpolate(cam, size=tuple(self.x.shape[-2:]), mode="bilinear",
+                                align_corners=False)
+            total = cam if total is None else total + cam
+        if total is None:
+            return np.zeros(tuple(self.x.shape[-2:]), dtype=np.float32)
+        return normalise_cam((total / len(self._activations))[0, 0].cpu().numpy())
 
     def __exit__(self, *exc: object) -> None:
-        self._raw_logits = self._activation = None  # frees the retained graph
+        self._raw_logits = self._activations = None  # frees the retained graph
 
 
 def gradcam(

@@ -194,3 +194,68 @@ def test_recalibrate_writes_a_bundle_with_validation_thresholds(tiny_run: tuple[
     assert new["metrics"]["test"]["mean_auroc"] == pytest.approx(old["metrics"]["test"]["mean_auroc"])
     for label, t in new["thresholds"].items():
         assert new["metrics"]["test"]["per_label"][label]["threshold"] == pytest.approx(t)
+
+
+def test_ensemble_of_members_on_one_split_loads_predicts_and_fine_tunes(
+        tiny_run: tuple[Path, list[dict]], nih_dir: Path, tmp_path: Path) -> None:
+    from cxrview.inference.architectures import Ensemble
+    from cxrview.inference.bundle import load_bundle
+    from cxrview.inference.gradcam import CamSession, cam_target
+
+    run, _ = tiny_run
+    # A second member: other initialisation and size, the first member's patient split.
+    second = tmp_path / "second"
+    code, _, err = _run(["train", *_nih_args(nih_dir, second, "--epochs", "1", "--size", "64",
+                                             "--seed", "4", "--split-seed", "3")])
+    assert code == 0, err
+    assert json.loads((second / "split.json").read_text()) == json.loads((run / "split.json").read_text())
+    out = tmp_path / "ens"
+    code, events, err = _run(["ensemble", "--members", str(run / "bundle"), str(second / "bundle"),
+                              "--out", str(out), "--version", "9.0.0", "--device", "cpu"])
+    assert code == 0, err
+    assert events[-1] == {**events[-1], "event": "done", "bundle": str(out)}
+    loaded = load_bundle(out, device="cpu")
+    assert isinstance(loaded.model, Ensemble) and loaded.card.input_size == 64
+    assert loaded.model.input_sizes == [32, 64]
+    card = loaded.card
+    assert [m["version"] for m in card.training["members"]] == ["0.1.0", "0.1.0"]
+    assert set(card.thresholds) <= set(card.labels) and card.metrics["test"]["n_images"] > 0
+
+    # The bundle's metrics are reproducible, like any other bundle's.
+    code, _, err = _run(["evaluate", "--bundle", str(out), "--split", "test", "--out", str(tmp_path / "ev")])
+    assert code == 0, err
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["mean_auroc"] == pytest.approx(card.metrics["test"]["mean_auroc"], abs=1e-9)
+
+    # Logits are the members' mean; Grad-CAM has one target per member and one averaged map.
+    import torch
+
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        a = loaded.model.members[0](loaded.model.member_input(x, 0))
+        b = loaded.model.members[1](x)
+        assert torch.allclose(loaded.model(x), (a + b) / 2, atol=1e-6)
+    targets = cam_target(loaded.model, (1, 64, 64))
+    assert isinstance(targets, list) and len(targets) == 2
+    with CamSession(loaded.model, x, target=targets) as session:
+        cam = session.cam(0)
+    assert cam.shape == (64, 64) and 0.0 <= cam.min() and cam.max() <= 1.0
+
+    # Fine-tuning starts from the ensemble like from any bundle (the app's menu does this).
+    tuned = tmp_path / "tuned"
+    code, _, err = _run(["finetune", "--base", str(out), *_nih_args(nih_dir, tuned, "--epochs", "1")[4:]])
+    assert code == 0, err
+    assert json.loads((tuned / "bundle" / "card.json").read_text())["architecture"] == "ensemble"
+
+
+def test_ensemble_refuses_members_from_different_splits(tiny_run: tuple[Path, list[dict]], nih_dir: Path,
+                                                       tmp_path: Path) -> None:
+    run, _ = tiny_run
+    other = tmp_path / "other"
+    code, _, err = _run(["train", *_nih_args(nih_dir, other, "--epochs", "1", "--seed", "8")])
+    assert code == 0, err
+    code, events, _ = _run(["ensemble", "--members", str(run / "bundle"), str(other / "bundle"),
+                           "--out", str(tmp_path / "ens"), "--version", "9.0.0", "--device", "cpu"])
+    assert code == 1
+    assert "different patient split" in events[-1]["message"]
+    assert not (tmp_path / "ens").exists()
