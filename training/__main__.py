@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ens.add_argument("--out", required=True, help="folder for the ensemble bundle")
     ens.add_argument("--name")
     ens.add_argument("--version", required=True)
-    ens.add_argument("--threshold-method", default="f1", choices=["f1", "youden", "sensitivity", "specificity"])
+    ens.add_argument("--threshold-method", default="f1",
+                     choices=["f1", "youden", "sensitivity", "specificity"])
     ens.add_argument("--evaluate-reserved", action="store_true",
                      help="one-off metrics on the reserved NIH patients (report once, never tune on them)")
     ens.add_argument("--cache-dir")

@@ -146,7 +146,7 @@ class CamSession:
 
         captured: dict[int, torch.Tensor] = {}
 
-        def hook_for(slot: int):  # noqa: ANN202 - a forward hook
+        def hook_for(slot: int):
             def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
                 leaf = output.detach().requires_grad_(True)
                 captured[slot] = leaf  # the last call wins, as for a module called twice
