@@ -78,7 +78,12 @@ def card_summary(version: Any) -> dict[str, Any] | None:
     except BundleError:
         return None
     test = (card.metrics or {}).get("test") or {}
-    summary: dict[str, Any] = {"architecture": card.architecture, "labels": len(card.labels),
+    architecture = card.architecture
+    members = (card.architecture_args or {}).get("members") if architecture == "ensemble" else None
+    if members:  # e.g. "ensemble of 2 (resnet18@224, resnet18@224)"
+        architecture = (f"ensemble of {len(members)} ("
+                        + ", ".join(f"{m.get('architecture')}@{m.get('input_size')}" for m in members) + ")")
+    summary: dict[str, Any] = {"architecture": architecture, "labels": len(card.labels),
                                "input_size": card.input_size, "weights_sha256": card.weights_sha256,
                                "parent_version": card.parent_version,
                                "test_mean_auroc": test.get("mean_auroc"),

@@ -399,3 +399,23 @@ def test_cli_registry_option(env: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert a.id in [r["id"] for r in lines(capsys.readouterr().out)]
     assert cli("list", "--json") == 0
     assert a.id not in [r["id"] for r in lines(capsys.readouterr().out)]
+
+
+def test_ensemble_time_estimate_and_summary_count_every_member() -> None:
+    from types import SimpleNamespace
+
+    from cxrview.finetune import FinetuneOptions, estimate
+
+    single = SimpleNamespace(input_size=224, architecture="resnet18", architecture_args={})
+    pair = SimpleNamespace(input_size=224, architecture="ensemble", architecture_args={"members": [
+        {"architecture": "resnet18", "input_size": 224}, {"architecture": "resnet18", "input_size": 224}]})
+    options = FinetuneOptions(epochs=2, batch_size=8)
+    one, two = estimate(single, 500, options), estimate(pair, 500, options)
+    assert (two["seconds"] - 20) == pytest.approx(2 * (one["seconds"] - 20), rel=0.01)
+    assert two["memory_bytes"] > one["memory_bytes"]
+    from cxrview.models_cli import card_summary
+
+    card = ModelCard(name="e", version="1", task="multilabel-classification", architecture="ensemble",
+                     labels=["A"], input_size=224, architecture_args=pair.architecture_args)
+    summary = card_summary(SimpleNamespace(read_card=lambda: card))
+    assert summary is not None and summary["architecture"] == "ensemble of 2 (resnet18@224, resnet18@224)"
