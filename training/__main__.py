@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ens.add_argument("--evaluate-reserved", action="store_true",
                      help="one-off metrics on the reserved NIH patients (report once, never tune on them)")
     ens.add_argument("--cache-dir")
+    ens.add_argument("--weights-dtype", default="float16", choices=["float16", "float32"],
+                     help="storage precision (float16 halves the bundle; metrics use the rounded weights)")
     ens.add_argument("--batch-size", type=int, default=32)
     ens.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     cmp = sub.add_parser("compare", help="candidate vs baseline classifier on a manifest's locked set")
@@ -203,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             path = build_ensemble([Path(m) for m in args.members], Path(args.out), name=args.name,
                                   version=args.version, threshold_method=args.threshold_method,
                                   evaluate_reserved=args.evaluate_reserved, cache_dir=args.cache_dir,
-                                  batch_size=args.batch_size, device=args.device, log=log)
+                                  batch_size=args.batch_size, device=args.device,
+                                  weights_dtype=args.weights_dtype, log=log)
             log.emit("done", bundle=str(path))
             return 0
         if args.command == "recalibrate":

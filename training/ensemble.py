@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from cxrview.inference.architectures import Ensemble
-from cxrview.inference.bundle import LoadedModel, load_bundle, save_bundle
+from cxrview.inference.bundle import LoadedModel, load_bundle, pick_device, save_bundle
 from cxrview.inference.card import ModelCard
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset, build_cache
@@ -31,6 +31,7 @@ from training.evaluation import (
     choose_thresholds,
     classification_report,
     reserved_report,
+    round_to_storage_precision,
 )
 from training.events import EventLog
 from training.sources import apply_split
@@ -59,7 +60,7 @@ def _check_compatible(members: list[LoadedModel]) -> None:
 def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, version: str,
                    threshold_method: str = "f1", evaluate_reserved: bool = False,
                    cache_dir: str | None = None, batch_size: int = 32, device: str = "auto",
-                   log: EventLog) -> Path:
+                   weights_dtype: str = "float16", log: EventLog) -> Path:
     if len(member_dirs) < 2:
         raise ValueError("an ensemble needs at least two member bundles")
     members = [load_bundle(d, device="cpu") for d in member_dirs]
@@ -71,11 +72,7 @@ def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, vers
          "input_size": m.card.input_size, "name": m.card.name, "version": m.card.version,
          "weights_sha256": m.card.weights_sha256} for m in members]}
     model = Ensemble([m.model for m in members], [m.card.input_size for m in members], size)
-    target = torch.device("cpu") if device == "cpu" else members[0].device
-    if device != "cpu":
-        from cxrview.inference.bundle import pick_device
-
-        target = pick_device(device)
+    target = pick_device(device)
     model.to(target).eval()
 
     saved = dict(base.training.get("config", {}))
@@ -84,13 +81,13 @@ def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, vers
         "sizes": [size], "out": str(out), "resume": False, "weights": None,
         "threshold_method": threshold_method, "evaluate_reserved": evaluate_reserved,
         "name": name or base.name, "version": version, "cache_dir": cache_dir,
-        "weights_dtype": "float32" if any(m.card.weights_dtype == "float32" for m in members)
-        else "float16"})
+        "weights_dtype": weights_dtype})
     card = ModelCard(name=config.name, version=version, task=CLASSIFICATION, architecture="ensemble",
                      labels=list(base.labels), input_size=size, channels=base.channels,
                      architecture_args=args, normalization=base.normalization,
                      weights_dtype=config.weights_dtype)
 
+    round_to_storage_precision(model, card)  # metrics below are then exactly the bundle's
     split = base.training["split_patients"]
     parts = apply_split(collect_samples(config), split)
     if not parts.get("val") or not parts.get("test"):
