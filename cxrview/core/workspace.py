@@ -237,7 +237,9 @@ def default_workspace_path(images_dir: str | os.PathLike[str]) -> Path:
     override = os.environ.get("CXRVIEW_WORKSPACE_DIR")
     if override:
         return Path(override) / tag
-    if os.access(folder, os.W_OK):
+    # os.access says yes to root even in a folder marked read-only (a shared data set): honour
+    # the permission bits too, so viewing such a folder never writes into it.
+    if os.access(folder, os.W_OK) and folder.stat().st_mode & 0o222:
         return folder / DB_NAME
     from platformdirs import user_data_dir
 

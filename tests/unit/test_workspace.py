@@ -252,3 +252,22 @@ def test_killed_process_loses_at_most_the_edit_in_flight(ws: Workspace, tmp_path
         added = rows - start_rows
         assert done <= added <= done + 1, (added, done)  # nothing committed is lost; one in flight at most
         assert masks_ok and notes > 0
+
+
+def test_default_workspace_is_never_written_into_a_read_only_folder(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrview.core.workspace import DB_NAME, default_workspace_path
+
+    monkeypatch.delenv("CXRVIEW_WORKSPACE_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    writable = tmp_path / "mine"
+    writable.mkdir()
+    assert default_workspace_path(writable) == writable.resolve() / DB_NAME
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o555)
+    try:
+        path = default_workspace_path(shared)
+    finally:
+        shared.chmod(0o755)
+    assert shared not in path.parents and path.name.startswith("shared-")
