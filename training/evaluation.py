@@ -212,8 +212,16 @@ def publish(
     *,
     trained_seconds: float,
     stopped_reason: str,
+    bundle_dir: Path | None = None,
+    threshold_fallback: dict[str, float] | None = None,
+    training_extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Thresholds on val, metrics on test (+ baseline, + reserved once), then write the bundle."""
+    """Thresholds on val, metrics on test (+ baseline, + reserved once), then write the bundle.
+
+    ``bundle_dir`` defaults to the run's ``bundle`` folder; ``threshold_fallback`` replaces the
+    starting bundle's thresholds for findings validation cannot decide; ``training_extra`` is
+    merged into the card's training record (an ensemble's members).
+    """
     from training.report import write_json_report, write_roc_png
 
     round_to_storage_precision(model, card)  # metrics below are then exactly the bundle's
@@ -225,7 +233,13 @@ def publish(
     if config.task == CLASSIFICATION:
         if "val" in datasets:
             val = predict(model, datasets["val"], device, config.batch_size, config.task)
-            card.thresholds = choose_thresholds(config, datasets["val"].samples, val["probs"])
+            card.thresholds = choose_thresholds(config, datasets["val"].samples, val["probs"],
+                                                fallback=threshold_fallback)
+            val_report = classification_report(config.labels, datasets["val"].samples, val["probs"],
+                                               card.thresholds)
+            # the summary the thresholds (and, for ensembles, the members) were chosen on
+            evaluation["val"] = {k: val_report[k] for k in ("mean_auroc", "mean_auroc_commonest5",
+                                                            "n_images") if k in val_report}
         if "test" in datasets:
             test = predict(model, datasets["test"], device, config.batch_size, config.task)
             evaluation["test"] = classification_report(
@@ -262,8 +276,9 @@ def publish(
         "images": {k: len(v.samples) for k, v in datasets.items()},
         "split_patients": split,
         "host": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)},
+        **(training_extra or {}),
     }
-    bundle = save_bundle(run / "bundle", model.to("cpu"), card)
+    bundle = save_bundle(bundle_dir or run / "bundle", model.to("cpu"), card)
     model.to(device)
     write_json_report(run / "report.json", {"card_metrics": evaluation})
     log.say(f"bundle written to {bundle}")
