@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrview.cli_errors import EXIT_OK, print_error
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from cxrview.core import Window, XrayImage
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 SUBCOMMANDS = ("info", "render", "predict", "import-nih", "score", "worklist", "export", "finetune", "models")
 
 
@@ -139,18 +139,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> int:
-    print(f"cxrview: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
 def _run_info(args: argparse.Namespace) -> int:
     from cxrview.core import ImageLoadError, load_image
 
     try:
         image = load_image(args.path, allow_large=args.allow_large)
     except ImageLoadError as exc:
-        return _error(str(exc))
+        return print_error(str(exc))
     info = _info_dict(image)
     if args.json:
         print(json.dumps(info))
@@ -170,27 +165,27 @@ def _run_render(args: argparse.Namespace) -> int:
         try:
             request = parse_overlays(args.overlay)
         except ValueError as exc:
-            return _error(str(exc))
+            return print_error(str(exc))
     try:
         image = load_image(args.path, allow_large=args.allow_large)
     except ImageLoadError as exc:
-        return _error(str(exc))
+        return print_error(str(exc))
     window = args.window
     if args.preset is not None:
         if args.preset not in image.presets:
             names = ", ".join(image.presets)
-            return _error(f"{args.path}: no preset {args.preset!r} (available: {names})")
+            return print_error(f"{args.path}: no preset {args.preset!r} (available: {names})")
         window = image.presets[args.preset]
     pixels = render_display(image, window, invert=args.invert)
     if request is not None:
         try:
             pixels = _overlay(image, pixels, request, args)
         except (ValueError, RuntimeError, OSError, ImportError) as exc:
-            return _error(f"{args.path}: cannot draw overlays ({exc})")
+            return print_error(f"{args.path}: cannot draw overlays ({exc})")
     try:
         write_png(Path(args.output), pixels)
     except OSError as exc:
-        return _error(f"{args.output}: cannot write ({exc.strerror or exc})")
+        return print_error(f"{args.output}: cannot write ({exc.strerror or exc})")
     return EXIT_OK
 
 
@@ -221,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         problem = _display_problem()
         if problem:
-            return _error(problem)
+            return print_error(problem)
         from cxrview.qt.app import run_gui  # only the GUI pays for importing Qt
 
         return run_gui(args_list)

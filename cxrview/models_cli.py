@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED = 0, 2
+from cxrview.cli_errors import EXIT_OK, print_error
+
 TASK_CHOICES = ("classifier", "segmenter")
 
 
@@ -46,10 +47,6 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="which model to roll back when no ID is given (default: classifier)")
 
 
-def _err(message: str) -> int:
-    print(f"cxrview: error: {message}", file=sys.stderr)
-    return EXIT_FAILED
-
 
 def run(args: argparse.Namespace) -> int:
     from cxrview.inference.registry import ModelRegistry, RegistryError
@@ -59,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
         registry = ModelRegistry(Path(args.registry) if getattr(args, "registry", None) else None)
         return handlers[args.models_action](registry, args)
     except RegistryError as exc:
-        return _err(str(exc))
+        return print_error(str(exc))
     except OSError as exc:
-        return _err(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
+        return print_error(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
 
 
 # -- summaries ------------------------------------------------------------------------------
@@ -188,7 +185,7 @@ def _activate(registry: Any, args: argparse.Namespace) -> int:
     else:
         problem = registry.activation_problem(args.id)
         if problem is not None:
-            return _err(f"{problem} (or use --force)")
+            return print_error(f"{problem} (or use --force)")
     version = registry.activate(args.id, require_comparison=not args.force)
     return _report(version, previous, args, "activated")
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED = 0, 2
+from cxrview.cli_errors import EXIT_OK, print_error
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -52,10 +52,6 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="write real patient IDs (default: pseudonyms in manifests)")
 
 
-def _err(message: str) -> int:
-    print(f"cxrview: error: {message}", file=sys.stderr)
-    return EXIT_FAILED
-
 
 def run(args: argparse.Namespace) -> int:
     from cxrview.core.workspace import WorkspaceError
@@ -64,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         return handlers[args.command](args)
     except WorkspaceError as exc:
-        return _err(str(exc))
+        return print_error(str(exc))
     except ValueError as exc:
-        return _err(str(exc))
+        return print_error(str(exc))
     except OSError as exc:
-        return _err(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
+        return print_error(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
 
 
 def _import_nih(args: argparse.Namespace) -> int:
@@ -111,7 +107,7 @@ def _import_predictions(args: argparse.Namespace) -> int:
                     row = json.loads(line)
                     values = [float(row["probabilities"][name]) for name in NIH_FINDINGS]
                 except (ValueError, KeyError, TypeError) as exc:
-                    return _err(f"{path}:{n}: not an out-of-fold prediction line ({exc})")
+                    return print_error(f"{path}:{n}: not an out-of-fold prediction line ({exc})")
                 record = ws.image_by_file(str(row.get("image", "")))
                 if record is None:
                     unknown += 1
@@ -145,7 +141,8 @@ def _score(args: argparse.Namespace) -> int:
         card = predictor.card
         model = model_identity(card)
         if list(card.labels) != list(NIH_FINDINGS):
-            return _err(f"{model}: its labels are not the 14 NIH findings; it cannot score this workspace")
+            return print_error(f"{model}: its labels are not the 14 NIH findings; "
+                               "it cannot score this workspace")
         if not args.rescore_only:
             records = query_images(ws, WorklistQuery(sort="file", limit=args.limit))
             flags = out_of_sample_flags(card.training, records)
@@ -210,7 +207,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "manifest":
         options["reviewed_only"] = args.reviewed_only
     elif args.reviewed_only:
-        return _err("--reviewed-only applies to --format manifest")
+        return print_error("--reviewed-only applies to --format manifest")
     with Workspace(args.workspace) as ws:
         if args.format == "coco":
             options.pop("include_patient_ids")

@@ -22,8 +22,7 @@ if TYPE_CHECKING:
 
     from cxrview.inference.predict import Predictor
 
-EXIT_OK = 0
-EXIT_FAILED = 2
+from cxrview.cli_errors import EXIT_FAILED, EXIT_OK, print_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-db", metavar="FILE", help=argparse.SUPPRESS)  # tests / custom location
 
 
-def _err(message: str) -> None:
-    print(f"cxrview: error: {message}", file=sys.stderr)
-
 
 def _expand(paths: Sequence[str], failures: list[str]) -> Iterator[Path]:
     """Files as given; folders → their images (natural order). An empty folder counts as a failure."""
@@ -54,7 +50,7 @@ def _expand(paths: Sequence[str], failures: list[str]) -> Iterator[Path]:
         if path.is_dir():
             found = find_images(path)
             if not found:
-                _err(f"{path}: no images in this folder")
+                print_error(f"{path}: no images in this folder")
                 failures.append(str(path))
             yield from found
         else:
@@ -102,10 +98,10 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         predictor = _predictor(args)
     except BundleError as exc:
-        _err(str(exc))
+        print_error(str(exc))
         return EXIT_FAILED
     except (ImportError, OSError, RuntimeError) as exc:  # torch missing, unreadable folder, bad weights
-        _err(f"cannot load the models ({type(exc).__name__}: {exc})")
+        print_error(f"cannot load the models ({type(exc).__name__}: {exc})")
         return EXIT_FAILED
     cache = None
     if not getattr(args, "no_cache", False):
@@ -122,7 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             image = load_image(path)
         except ImageLoadError as exc:
-            _err(str(exc))
+            print_error(str(exc))
             failures.append(str(path))
             continue
         key = predictor.cache_key(image) if cache is not None else None
@@ -133,7 +129,7 @@ def run_predict(args: argparse.Namespace) -> int:
             try:
                 data = predictor.predict(image).to_dict()
             except (RuntimeError, ValueError, MemoryError) as exc:
-                _err(f"{path}: prediction failed ({type(exc).__name__}: {exc})")
+                print_error(f"{path}: prediction failed ({type(exc).__name__}: {exc})")
                 failures.append(str(path))
                 continue
             if cache is not None and key is not None:
