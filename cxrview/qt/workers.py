@@ -27,6 +27,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 
 from cxrview.qt.compat import emit
@@ -80,6 +81,15 @@ class _Carrier(QObject):
     progress = Signal(object)
     partial = Signal(object)
 
+    def send(self, name: str, payload: object) -> None:
+        """Emit from any thread, unless Qt already deleted the carrier (the app is quitting while
+        the task still ran): then nobody is left to tell, and raising would only kill the thread."""
+        try:
+            emit(getattr(self, name), payload)
+        except RuntimeError:
+            if shiboken6.isValid(self):
+                raise
+
 
 class _Runnable(QRunnable):
     """Runs the task body and reports through the carrier; never raises."""
@@ -101,9 +111,9 @@ class _Runnable(QRunnable):
                 raise TaskCancelled("cancelled before start")
             result = self._fn(self._state, *self._args)
         except BaseException as exc:  # every failure must reach the GUI
-            emit(self._carrier.done, (None, exc, False))
+            self._carrier.send("done", (None, exc, False))
         else:
-            emit(self._carrier.done, (result, None, True))
+            self._carrier.send("done", (result, None, True))
 
 
 class TaskHandle(QObject):
@@ -124,7 +134,8 @@ class TaskHandle(QObject):
         self.name = name
         self._runner = runner
         self._carrier = _Carrier()
-        self.state = TaskState(partial(emit, self._carrier.progress), partial(emit, self._carrier.partial))
+        self.state = TaskState(partial(self._carrier.send, "progress"),
+                               partial(self._carrier.send, "partial"))
         # Explicitly queued: even a cancellation reported from the GUI thread itself is
         # delivered on a later event-loop turn, so callers are never re-entered.
         self._carrier.done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)

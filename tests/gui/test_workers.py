@@ -127,3 +127,24 @@ def test_emit_helper_keeps_true_alive(qtbot) -> None:
     for i in range(5000):
         emit(source.ping, i)
     assert sys.getrefcount(True) >= before
+
+
+def test_a_task_outliving_its_handle_ends_quietly(qtbot) -> None:
+    """Quitting while a task runs: Qt deletes the carrier first; the task must neither raise nor
+    report (seen as "Signal source has been deleted" tracebacks when the window closed mid-task)."""
+    import shiboken6
+
+    from cxrview.qt.workers import _Carrier, _Runnable
+
+    carrier = _Carrier()
+    got: list[object] = []
+    carrier.done.connect(got.append)
+    state = TaskState(lambda _f: None, lambda _p: None)
+    runnable = _Runnable(lambda st: 42, (), state, carrier)
+    shiboken6.delete(carrier)
+    runnable.run()  # must not raise
+    assert got == []
+    live = _Carrier()
+    live.done.connect(got.append)
+    _Runnable(lambda st: 7, (), state, live).run()
+    assert got == [(7, None, True)]
