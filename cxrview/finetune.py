@@ -205,11 +205,13 @@ def finish_finetune(plan: FinetunePlan, registry: Any) -> Any:
 
 
 def child_environment() -> dict[str, str]:
-    """The training process sees the same code as we do, wherever we run from."""
+    """The training process sees the same code as we do, wherever we run from, and runs
+    at background priority so the viewer stays responsive while it trains."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env["CXRVIEW_BACKGROUND"] = "1"  # training lowers its own priority (training/__main__.py)
     return env
 
 

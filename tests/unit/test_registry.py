@@ -419,3 +419,17 @@ def test_ensemble_time_estimate_and_summary_count_every_member() -> None:
                      labels=["A"], input_size=224, architecture_args=pair.architecture_args)
     summary = card_summary(SimpleNamespace(read_card=lambda: card))
     assert summary is not None and summary["architecture"] == "ensemble of 2 (resnet18@224, resnet18@224)"
+
+
+def test_training_started_by_the_app_runs_at_background_priority() -> None:
+    """The app's training child lowers its own priority so the viewer keeps a core."""
+    from cxrview.finetune import child_environment
+
+    env = child_environment()
+    code = ("import os; from training.__main__ import _yield_to_the_desktop; "
+            "before = os.nice(0); _yield_to_the_desktop(); print(os.nice(0) - before)")
+    niced = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert niced.stdout.strip() == "10"
+    env.pop("CXRVIEW_BACKGROUND")
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert plain.stdout.strip() == "0"
