@@ -326,3 +326,19 @@ def test_cli_missing_bundle_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert run_predict(ns) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
+def test_shipped_classifier_agrees_on_cuda_and_cpu() -> None:
+    """Same probabilities, positives and Grad-CAM maps on the GPU as on the CPU (H100: 1e-4, 9e-4)."""
+    paths = sorted(NIH_DIR.glob("*.png"))[:3]
+    assert paths, f"no NIH images in {NIH_DIR}"
+    results = {}
+    for device in ("cpu", "cuda"):
+        pred = Predictor(shipped_bundle(CLASSIFIER), None, device=device)
+        results[device] = [pred.predict(load_image(p), cam_for=list(pred.card.labels)) for p in paths]
+    for on_cpu, on_gpu in zip(results["cpu"], results["cuda"]):
+        assert on_cpu.positives == on_gpu.positives
+        for name, finding in on_cpu.findings.items():
+            assert abs(finding["probability"] - on_gpu.findings[name]["probability"]) < 1e-3
+            assert np.abs(on_cpu.cams[name] - on_gpu.cams[name]).max() < 1e-2
