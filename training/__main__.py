@@ -188,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     cmp = sub.add_parser("compare", help="candidate vs baseline classifier on a manifest's locked set")
     cmp.add_argument("--candidate", required=True)
     cmp.add_argument("--baseline", required=True)
-    cmp.add_argument("--manifest", required=True, help="workspace manifest with split 'locked' images")
+    where = cmp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--manifest", help="workspace manifest with split 'locked' images")
+    where.add_argument("--reserved-from", metavar="CONFIG",
+                       help="the reserved NIH patients in this training config's sources "
+                            "(one-off acceptance reports; never tune on them)")
     cmp.add_argument("--out", required=True, help="report JSON")
     cmp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     cmp.add_argument("--batch-size", type=int, default=32)
@@ -210,13 +214,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from cxrview.core.export import atomic_write_bytes
             from cxrview.inference.card import ModelCard
-            from training.compare import compare_bundles, locked_samples
+            from training.compare import compare_bundles, locked_samples, reserved_samples
 
             labels = list(ModelCard.read(args.candidate).labels)
-            report = compare_bundles(Path(args.candidate), Path(args.baseline),
-                                     locked_samples(Path(args.manifest), labels), device=args.device,
-                                     batch_size=args.batch_size, locked_set=str(args.manifest), log=log)
+            if args.manifest:
+                samples, where = locked_samples(Path(args.manifest), labels), str(args.manifest)
+            else:
+                samples = reserved_samples(Path(args.reserved_from), labels)
+                where = f"reserved NIH patients of {args.reserved_from}"
+            report = compare_bundles(Path(args.candidate), Path(args.baseline), samples, device=args.device,
+                                     batch_size=args.batch_size, locked_set=where, log=log)
             atomic_write_bytes(Path(args.out), json.dumps(report, indent=1).encode("utf-8"))
+            top = report["commonest5"]
+
+            def num(v: float | None) -> str:
+                return "n/a" if v is None else f"{v:.3f}"
+
+            def ci(v: list[float] | None) -> str:
+                return f"[{v[0]:+.3f}, {v[1]:+.3f}]" if v else "n/a"
+
+            means = report["candidate"]["mean_auroc"], report["baseline_model"]["mean_auroc"]
+            log.say(f"{report['n_images']} images of {report['n_patients']} patients: mean AUROC "
+                    f"{num(means[0])} vs {num(means[1])} "
+                    f"(difference 95% CI {ci(report['mean_auroc_diff_ci'])}); five commonest "
+                    f"{num(top['candidate'])} vs {num(top['baseline'])} (CI {ci(top['diff_ci'])}): "
+                    f"{report['verdict']}")
             log.emit("done", report=str(args.out), verdict=report["verdict"])
             return 0
         if args.command == "ensemble":

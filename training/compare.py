@@ -6,6 +6,11 @@ difference with its 95 % interval, and the number of positives behind it. A
 finding with no positive (or no negative) image on the locked set has no AUROC
 and is reported as such, never as 0.5. The verdict is deliberately plain:
 "better" only when the mean-AUROC difference's interval lies above zero.
+
+The mean-AUROC intervals resample patients, not images: one patient's follow-up
+films are not independent evidence. The same comparison runs on the reserved
+NIH patients (``--reserved-from CONFIG``) for one-off acceptance reports; there
+it also summarises the five findings with most positives, where AUROC is stable.
 """
 
 from __future__ import annotations
@@ -65,7 +70,15 @@ def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, d
         per[name] = entry
     mean_c = float(np.mean(aurocs_c)) if aurocs_c else None
     mean_b = float(np.mean(aurocs_b)) if aurocs_b else None
-    mean_ci = _mean_diff_ci(y, known, pc, pb, card_c.labels, card_b.labels, labels, n_boot)
+    groups = np.array([s.patient for s in samples])
+    mean_ci = _mean_diff_ci(y, known, pc, pb, card_c.labels, card_b.labels, labels, n_boot, groups)
+    ranked = sorted(((e["n_pos"], name) for name, e in per.items() if e["candidate"] is not None),
+                    reverse=True)
+    top = [name for _, name in ranked[:5]]
+    commonest = {
+        "findings": top, "candidate": float(np.mean([per[n]["candidate"] for n in top])) if top else None,
+        "baseline": float(np.mean([per[n]["baseline"] for n in top])) if top else None,
+        "diff_ci": _mean_diff_ci(y, known, pc, pb, card_c.labels, card_b.labels, top, n_boot, groups)}
     verdict = "not comparable (no finding has both positives and negatives)"
     if mean_ci is not None:
         verdict = ("better" if mean_ci[0] > 0 else "worse" if mean_ci[1] < 0 else
@@ -76,7 +89,7 @@ def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, d
         "candidate": {"name": card_c.name, "version": card_c.version, "mean_auroc": mean_c,
                       "thresholds": card_c.thresholds},
         "baseline_model": {"name": card_b.name, "version": card_b.version, "mean_auroc": mean_b},
-        "mean_auroc_diff_ci": mean_ci, "verdict": verdict, "per_label": per,
+        "mean_auroc_diff_ci": mean_ci, "verdict": verdict, "commonest5": commonest, "per_label": per,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if log is not None:
@@ -86,18 +99,23 @@ def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, d
 
 
 def _mean_diff_ci(y: np.ndarray, known: np.ndarray, pc: np.ndarray, pb: np.ndarray, labels_c: list[str],
-                  labels_b: list[str], labels: list[str], n_boot: int) -> list[float] | None:
-    """Paired bootstrap (images resampled together) of the mean-AUROC difference."""
+                  labels_b: list[str], labels: list[str], n_boot: int,
+                  groups: np.ndarray | None = None) -> list[float] | None:
+    """Paired bootstrap of the mean-AUROC difference: whole patients (``groups``) are resampled,
+    each with all of its images, and both models are scored on the same resample."""
     usable = [n for n in labels
               if 0 < y[known[:, labels_c.index(n)] > 0, labels_c.index(n)].sum()
               < (known[:, labels_c.index(n)] > 0).sum()]
     if not usable:
         return None
     rng = np.random.default_rng(0)
-    n = len(y)
+    if groups is None:
+        groups = np.arange(len(y))
+    patients, inverse = np.unique(groups, return_inverse=True)
+    rows_of = [np.flatnonzero(inverse == i) for i in range(len(patients))]
     diffs = []
     for _ in range(max(50, n_boot // 5)):
-        idx = rng.integers(0, n, n)
+        idx = np.concatenate([rows_of[i] for i in rng.integers(0, len(patients), len(patients))])
         values = []
         for name in usable:
             jc, jb = labels_c.index(name), labels_b.index(name)
@@ -115,3 +133,13 @@ def _mean_diff_ci(y: np.ndarray, known: np.ndarray, pc: np.ndarray, pb: np.ndarr
 
 def locked_samples(manifest: Path, labels: list[str]) -> list[Sample]:
     return manifest_samples(manifest, labels, splits=("locked",), exclude_reserved=True)
+
+
+def reserved_samples(config_path: Path, labels: list[str]) -> list[Sample]:
+    """The reserved NIH patients' images in a training config's sources (acceptance reports only)."""
+    from training.config import TrainConfig
+    from training.engine import collect_samples
+
+    config = TrainConfig.from_json(config_path)
+    config.labels = list(labels)
+    return collect_samples(config, reserved_only=True)

@@ -337,7 +337,7 @@ def test_shipped_classifier_agrees_on_cuda_and_cpu() -> None:
     for device in ("cpu", "cuda"):
         pred = Predictor(shipped_bundle(CLASSIFIER), None, device=device)
         results[device] = [pred.predict(load_image(p), cam_for=list(pred.card.labels)) for p in paths]
-    for on_cpu, on_gpu in zip(results["cpu"], results["cuda"]):
+    for on_cpu, on_gpu in zip(results["cpu"], results["cuda"], strict=True):
         assert on_cpu.positives == on_gpu.positives
         for name, finding in on_cpu.findings.items():
             assert abs(finding["probability"] - on_gpu.findings[name]["probability"]) < 1e-3

@@ -259,3 +259,46 @@ def test_ensemble_refuses_members_from_different_splits(tiny_run: tuple[Path, li
     assert code == 1
     assert "different patient split" in events[-1]["message"]
     assert not (tmp_path / "ens").exists()
+
+
+def test_compare_on_the_reserved_patients(tiny_run: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    """`compare --reserved-from CONFIG` scores only reserved NIH patients (ID divisible by 5)."""
+    from training.compare import reserved_samples
+
+    run, _ = tiny_run
+    labels = json.loads((run / "bundle" / "card.json").read_text())["labels"]
+    samples = reserved_samples(run / "config.json", labels)
+    assert samples and all(int(s.patient.split(":")[-1]) % 5 == 0 for s in samples)
+    out = tmp_path / "cmp.json"
+    bundle = str(run / "bundle")
+    code, events, err = _run(["compare", "--candidate", bundle, "--baseline", bundle, "--reserved-from",
+                              str(run / "config.json"), "--out", str(out), "--device", "cpu"])
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["n_images"] == len(samples) and "reserved NIH patients" in report["locked_set"]
+    assert events[-1]["event"] == "done"
+    assert set(report["commonest5"]) == {"findings", "candidate", "baseline", "diff_ci"}
+
+
+def test_paired_bootstrap_resamples_whole_patients() -> None:
+    from training.compare import _mean_diff_ci
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((60, 1)) < 0.4).astype(np.float32)
+    known = np.ones_like(y)
+    good = y + rng.normal(0, 0.3, y.shape)  # informative scores
+    noise = rng.random(y.shape)
+    lo, hi = _mean_diff_ci(y, known, good, noise, ["A"], ["A"], ["A"], 500)
+    assert 0 < lo < hi
+    assert _mean_diff_ci(y, known, good, good, ["A"], ["A"], ["A"], 500) == [0.0, 0.0]
+    # Twelve patients with five identical films each: twelve units of evidence, not sixty, so
+    # resampling patients must give a wider interval than resampling films.
+    label = np.array([1, 0] * 6, np.float32)
+    y12 = np.repeat(label, 5)[:, None]
+    good12 = np.repeat(label + rng.normal(0, 0.6, 12), 5)[:, None]
+    noise12 = np.repeat(rng.random(12), 5)[:, None]
+    known12 = np.ones_like(y12)
+    groups = np.repeat(np.arange(12), 5)
+    lo_i, hi_i = _mean_diff_ci(y12, known12, good12, noise12, ["A"], ["A"], ["A"], 500)
+    lo_p, hi_p = _mean_diff_ci(y12, known12, good12, noise12, ["A"], ["A"], ["A"], 500, groups)
+    assert hi_p - lo_p > 1.2 * (hi_i - lo_i)
