@@ -18,29 +18,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cxrview.inference.bundle import load_bundle
-from cxrview.inference.ctr import measure_ctr
-from training.datasets import XrayDataset, build_cache
-from training.engine import predict
+from training.evaluation import measure_ctrs
 from training.metrics import auroc
 from training.sources import nih_samples
-
-
-def ctr_per_image(bundle: str, samples: list, cache: Path) -> np.ndarray:
-    """The CTR each image gets from ``bundle`` (NaN where no CTR could be measured)."""
-    loaded = load_bundle(bundle, device="cpu")
-    card = loaded.card
-    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache)
-    masks = predict(loaded.model, XrayDataset(samples, images, card), torch.device("cpu"), 16,
-                    card.task)["probs"] > 0.5
-    where = {name: card.labels.index(name) for name in ("heart", "right_lung", "left_lung")}
-    values = []
-    for m in masks:
-        ctr = measure_ctr(m[where["heart"]], m[where["right_lung"]], m[where["left_lung"]])
-        values.append(np.nan if ctr is None else ctr.value)
-    return np.array(values)
 
 
 def main() -> None:
@@ -55,7 +37,8 @@ def main() -> None:
     samples = nih_samples(args.images, args.data_entry, ["Cardiomegaly"], exclude_reserved=True)
     y = np.array([int(s.labels[0]) for s in samples])
     with tempfile.TemporaryDirectory(prefix="cxrview-ctr-") as tmp:
-        a, b = (ctr_per_image(bundle, samples, Path(tmp)) for bundle in (args.a, args.b))
+        a, b = (measure_ctrs(load_bundle(bundle, device="cpu"), samples, cache_dir=Path(tmp))
+                for bundle in (args.a, args.b))
     both = ~np.isnan(a) & ~np.isnan(b)
     print(f"{len(samples)} images; no CTR: A {int(np.isnan(a).sum())}, B {int(np.isnan(b).sum())}; "
           f"measured by both on {int(both.sum())} ({int(y[both].sum())} labelled Cardiomegaly)")

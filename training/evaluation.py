@@ -285,6 +285,21 @@ def publish(
     return bundle
 
 
+def measure_ctrs(loaded: Any, samples: list[Sample], *, cache_dir: Path, batch_size: int = 16) -> np.ndarray:
+    """The CTR a segmenter bundle measures on each sample (NaN where none could be measured)."""
+    from cxrview.inference.ctr import measure_ctr
+
+    card = loaded.card
+    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache_dir)
+    preds = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
+    where = {name: card.labels.index(name) for name in ("heart", "right_lung", "left_lung")}
+    values = []
+    for masks in preds["probs"] > 0.5:
+        m = measure_ctr(masks[where["heart"]], masks[where["right_lung"]], masks[where["left_lung"]])
+        values.append(np.nan if m is None else m.value)
+    return np.array(values, dtype=np.float64)
+
+
 def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path, batch_size: int,
                         log: EventLog) -> dict[str, Any]:
     """A segmenter on another source without reference masks: does its CTR track cardiomegaly?
@@ -294,11 +309,9 @@ def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path
     Cardiomegaly from the rest (AUROC), which a segmenter that fails off its training
     source cannot do.
     """
-    from cxrview.inference.ctr import measure_ctr
     from training.report import write_json_report
     from training.sources import nih_samples
 
-    card = loaded.card
     samples: list[Sample] = []
     for src in sources:
         dirs = src["images"] if isinstance(src["images"], list) else [src["images"]]
@@ -306,21 +319,14 @@ def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path
     if not samples:
         raise ValueError("no NIH images found in the given sources")
     out.mkdir(parents=True, exist_ok=True)
-    images, _ = build_cache(samples, card.input_size, None, cache_dir=out / "cache")
-    preds = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
-    index = {name: card.labels.index(name) for name in ("heart", "right_lung", "left_lung")}
-    values, labels, failed = [], [], 0
-    for sample, prob in zip(samples, preds["probs"] > 0.5, strict=True):
-        m = measure_ctr(prob[index["heart"]], prob[index["right_lung"]], prob[index["left_lung"]])
-        if m is None:
-            failed += 1
-            continue
-        values.append(m.value)
-        labels.append(int(sample.labels[0]))
-    v, y = np.asarray(values), np.asarray(labels)
+    ctrs = measure_ctrs(loaded, samples, cache_dir=out / "cache", batch_size=batch_size)
+    measured = ~np.isnan(ctrs)
+    failed = int((~measured).sum())
+    v = ctrs[measured]
+    y = np.array([int(s.labels[0]) for s in samples])[measured]
     report = {
         "source": "NIH ChestX-ray14, non-reserved patients (no reference masks)",
-        "n_images": len(samples), "ctr_measured": len(values), "ctr_failed": failed,
+        "n_images": len(samples), "ctr_measured": len(v), "ctr_failed": failed,
         "cardiomegaly_auroc_of_ctr": metrics.auroc(y, v) if 0 < y.sum() < len(y) else None,
         "n_cardiomegaly": int(y.sum()),
         "median_ctr": {"cardiomegaly": float(np.median(v[y == 1])) if y.sum() else None,
