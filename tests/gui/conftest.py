@@ -70,3 +70,19 @@ def window(qtbot):
     qtbot.waitUntil(lambda: QCoreApplication.instance().activeWindow() is win, timeout=3000)
     yield win
     win.close()
+
+
+@pytest.fixture
+def app_heap():
+    """The heap as the running app has it: earlier tests' garbage collected, the long-lived
+    objects frozen (``freeze_long_lived_heap``, called by the app after start-up and model
+    loading), so event-loop timings measure our code rather than a full collection walking
+    400k objects left behind by the tests before. Unfrozen afterwards."""
+    import gc
+
+    from cxrview.qt.app import freeze_long_lived_heap
+
+    gc.collect()
+    freeze_long_lived_heap()
+    yield
+    gc.unfreeze()

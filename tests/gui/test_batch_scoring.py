@@ -28,7 +28,7 @@ def _warm_models(window) -> None:
     assert predictor.card is not None and predictor.segmenter_card is not None
 
 
-def test_batch_scoring_streams_scores_sorts_and_caches(qtbot, scored_window):
+def test_batch_scoring_streams_scores_sorts_and_caches(qtbot, scored_window, app_heap):
     win, paths = scored_window
     _warm_models(win)
     items = []

@@ -39,7 +39,7 @@ def _options(**kw):
     return FinetuneOptions(epochs=1, replay=8, device="cpu", **kw)
 
 
-def test_finetune_from_the_gui_then_activate_and_roll_back(qtbot, corrected):
+def test_finetune_from_the_gui_then_activate_and_roll_back(qtbot, corrected, app_heap):
     window = corrected
     controller = window.finetune
     dialog = controller.show_dialog()

@@ -181,8 +181,8 @@ def test_stale_loads_are_dropped_when_paging_fast(qtbot, window, nih_dir: Path) 
     assert shown == [(files[8], files[8])]
 
 
-def test_gui_stays_responsive_while_decoding_big_jpeg2000(qtbot, window,
-                                                          dicom_dir: Path) -> None:
+def test_gui_stays_responsive_while_decoding_big_jpeg2000(qtbot, window, dicom_dir: Path,
+                                                          app_heap: None) -> None:
     """Decoding runs on a worker thread; the decoders release the GIL, so the GUI ticks."""
     path = dicom_dir / "chest_cr_mono1_15bit_jpeg2000_lossy.dcm"
     # Show a small image first so imports and first-use costs are paid before measuring.
