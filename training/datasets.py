@@ -11,6 +11,7 @@ heart's side is anatomy, not noise).
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,7 +81,9 @@ def build_cache(samples: list[Sample], size: int, structures: list[str] | None, 
                 progress(done, len(samples))
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
+        # One temporary file per process: torchrun ranks build the same cache at once, and a
+        # shared name let one rank move the other's file away before its own replace (seen in CI).
+        tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npz")
         arrays = {"images": images} if masks is None else {"images": images, "masks": masks}
         np.savez(tmp, **arrays)
         tmp.replace(cache_file)
