@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -129,8 +130,6 @@ def _yield_to_the_desktop() -> None:
     GUI thread for every core; a niced child keeps scrolling and drawing smooth while
     losing almost nothing when the machine is otherwise idle.
     """
-    import os
-
     if os.environ.get(BACKGROUND_ENV) and hasattr(os, "nice"):
         try:
             os.nice(10)
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from cxrview.core.export import atomic_write_bytes
             from cxrview.inference.card import ModelCard
-            from training.compare import compare_bundles, locked_samples, reserved_samples
+            from training.compare import compare_bundles, locked_samples, reserved_samples, summary_line
 
             labels = list(ModelCard.read(args.candidate).labels)
             if args.manifest:
@@ -225,20 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             report = compare_bundles(Path(args.candidate), Path(args.baseline), samples, device=args.device,
                                      batch_size=args.batch_size, locked_set=where, log=log)
             atomic_write_bytes(Path(args.out), json.dumps(report, indent=1).encode("utf-8"))
-            top = report["commonest5"]
-
-            def num(v: float | None) -> str:
-                return "n/a" if v is None else f"{v:.3f}"
-
-            def ci(v: list[float] | None) -> str:
-                return f"[{v[0]:+.3f}, {v[1]:+.3f}]" if v else "n/a"
-
-            means = report["candidate"]["mean_auroc"], report["baseline_model"]["mean_auroc"]
-            log.say(f"{report['n_images']} images of {report['n_patients']} patients: mean AUROC "
-                    f"{num(means[0])} vs {num(means[1])} "
-                    f"(difference 95% CI {ci(report['mean_auroc_diff_ci'])}); five commonest "
-                    f"{num(top['candidate'])} vs {num(top['baseline'])} (CI {ci(top['diff_ci'])}): "
-                    f"{report['verdict']}")
+            log.say(summary_line(report))
             log.emit("done", report=str(args.out), verdict=report["verdict"])
             return 0
         if args.command == "ensemble":

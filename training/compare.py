@@ -27,6 +27,7 @@ from training import metrics
 from training.config import CLASSIFICATION
 from training.datasets import XrayDataset, build_cache
 from training.engine import predict
+from training.evaluation import commonest_findings
 from training.events import EventLog
 from training.sources import Sample, manifest_samples
 
@@ -72,9 +73,7 @@ def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, d
     mean_b = float(np.mean(aurocs_b)) if aurocs_b else None
     groups = np.array([s.patient for s in samples])
     mean_ci = _mean_diff_ci(y, known, pc, pb, card_c.labels, card_b.labels, labels, n_boot, groups)
-    ranked = sorted(((e["n_pos"], name) for name, e in per.items() if e["candidate"] is not None),
-                    reverse=True)
-    top = [name for _, name in ranked[:5]]
+    top = commonest_findings(per, 5, score="candidate")
     commonest = {
         "findings": top, "candidate": float(np.mean([per[n]["candidate"] for n in top])) if top else None,
         "baseline": float(np.mean([per[n]["baseline"] for n in top])) if top else None,
@@ -129,6 +128,22 @@ def _mean_diff_ci(y: np.ndarray, known: np.ndarray, pc: np.ndarray, pb: np.ndarr
         return None
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     return [float(lo), float(hi)]
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """One human line for the CLI: both means, the five commonest, their intervals, the verdict."""
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    def ci(v: list[float] | None) -> str:
+        return f"[{v[0]:+.3f}, {v[1]:+.3f}]" if v else "n/a"
+
+    top = report["commonest5"]
+    return (f"{report['n_images']} images of {report['n_patients']} patients: mean AUROC "
+            f"{num(report['candidate']['mean_auroc'])} vs {num(report['baseline_model']['mean_auroc'])} "
+            f"(difference 95% CI {ci(report['mean_auroc_diff_ci'])}); five commonest "
+            f"{num(top['candidate'])} vs {num(top['baseline'])} (CI {ci(top['diff_ci'])}): "
+            f"{report['verdict']}")
 
 
 def locked_samples(manifest: Path, labels: list[str]) -> list[Sample]:

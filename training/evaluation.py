@@ -76,29 +76,41 @@ def classification_report(
     return report
 
 
+def commonest_findings(per_label: dict[str, dict[str, Any]], k: int = 5, score: str = "auroc") -> list[str]:
+    """The k findings with most positives among those that have a ``score`` (rare ones are noise)."""
+    ranked = sorted((v["n_pos"], name) for name, v in per_label.items() if v[score] is not None)
+    return [name for _, name in ranked[::-1][:k]]
+
+
 def commonest_mean(per_label: dict[str, dict[str, Any]], k: int = 5) -> dict[str, Any]:
-    """Mean AUROC over the k findings with most positives in this set (rare ones are noise)."""
-    ranked = sorted((v["n_pos"], name) for name, v in per_label.items() if v["auroc"] is not None)
-    top = [name for _, name in ranked[::-1][:k]]
+    """Mean AUROC over the k findings with most positives in this set."""
+    top = commonest_findings(per_label, k)
     values = [per_label[name]["auroc"] for name in top]
     return {f"commonest{k}": top, f"mean_auroc_commonest{k}": float(np.mean(values)) if values else None}
 
 
-def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
+CTR_STRUCTURES = ("heart", "right_lung", "left_lung")
+
+
+def _ctr(masks: np.ndarray, index: dict[str, int]) -> Any:
+    """measure_ctr on one image's (S, H, W) mask stack; ``index`` maps CTR_STRUCTURES to rows."""
     from cxrview.inference.ctr import measure_ctr
 
+    return measure_ctr(*(masks[index[name]] for name in CTR_STRUCTURES))
+
+
+def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
     pred_masks = preds["probs"] > 0.5
     true_masks = preds["masks"]
     report: dict[str, Any] = {
         "dice": metrics.dice_per_structure(pred_masks, true_masks, labels),
         "n_images": len(samples),
     }
-    idx = {name: labels.index(name) for name in ("heart", "right_lung", "left_lung") if name in labels}
-    if len(idx) == 3:
+    idx = {name: labels.index(name) for name in CTR_STRUCTURES if name in labels}
+    if len(idx) == len(CTR_STRUCTURES):
         errors, failures = [], 0
         for p, t in zip(pred_masks, true_masks, strict=True):
-            mp = measure_ctr(p[idx["heart"]], p[idx["right_lung"]], p[idx["left_lung"]])
-            mt = measure_ctr(t[idx["heart"]], t[idx["right_lung"]], t[idx["left_lung"]])
+            mp, mt = _ctr(p, idx), _ctr(t, idx)
             if mt is None:
                 continue
             if mp is None:
@@ -287,15 +299,13 @@ def publish(
 
 def measure_ctrs(loaded: Any, samples: list[Sample], *, cache_dir: Path, batch_size: int = 16) -> np.ndarray:
     """The CTR a segmenter bundle measures on each sample (NaN where none could be measured)."""
-    from cxrview.inference.ctr import measure_ctr
-
     card = loaded.card
     images, _ = build_cache(samples, card.input_size, None, cache_dir=cache_dir)
     preds = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
-    where = {name: card.labels.index(name) for name in ("heart", "right_lung", "left_lung")}
+    where = {name: card.labels.index(name) for name in CTR_STRUCTURES}
     values = []
     for masks in preds["probs"] > 0.5:
-        m = measure_ctr(masks[where["heart"]], masks[where["right_lung"]], masks[where["left_lung"]])
+        m = _ctr(masks, where)
         values.append(np.nan if m is None else m.value)
     return np.array(values, dtype=np.float64)
 
