@@ -118,6 +118,8 @@ def _build_parser() -> argparse.ArgumentParser:
     render.add_argument("--model", metavar="DIR", help="classifier bundle for overlays (default: shipped)")
     render.add_argument("--segmenter", metavar="DIR", help="lung/heart bundle for overlays")
     render.add_argument("--device", default="auto", help="device for overlays: auto, cpu, cuda, mps")
+    render.add_argument("--force", action="store_true",
+                        help="draw AI overlays even on a film the input check withholds")
     from cxrview.inference.predict_cli import add_arguments  # no torch at import time
 
     add_arguments(sub.add_parser("predict", help="findings, Grad-CAM boxes, lung/heart masks and CTR"))
@@ -197,7 +199,11 @@ def _overlay(image: XrayImage, pixels: Any, request: Any, args: argparse.Namespa
     classifier = Path(args.model) if args.model else shipped_bundle(CLASSIFIER)
     segmenter = Path(args.segmenter) if args.segmenter else shipped_bundle(SEGMENTER)
     predictor = Predictor(classifier, segmenter if segmenter.is_dir() else None, device=args.device)
-    rendered, _data = render_with_overlays(image, pixels, predictor, request)
+    rendered, data = render_with_overlays(image, pixels, predictor, request, force=args.force)
+    if data["withheld"] and not data["forced"]:
+        reasons = "; ".join(data["validity"]["reasons"])
+        print(f"cxrview: {args.path}: AI overlays withheld ({reasons}); --force draws them anyway",
+              file=sys.stderr)
     return rendered
 
 

@@ -132,6 +132,7 @@ def _score(args: argparse.Namespace) -> int:
     from cxrview.core.worklist import WorklistQuery, query_images
     from cxrview.core.workspace import Workspace
     from cxrview.inference.cache import model_identity
+    from cxrview.inference.evidence import operating_points
     from cxrview.inference.predict import Predictor
     from cxrview.inference.shipped import CLASSIFIER, shipped_bundle
 
@@ -148,7 +149,7 @@ def _score(args: argparse.Namespace) -> int:
             flags = out_of_sample_flags(card.training, records)
             probs: dict[int, list[float]] = {}
             oos: dict[int, bool | None] = {}
-            failed = 0
+            failed = withheld = 0
             start = time.perf_counter()
             for n, record in enumerate(records, 1):
                 try:
@@ -157,6 +158,11 @@ def _score(args: argparse.Namespace) -> int:
                 except (ImageLoadError, RuntimeError, ValueError) as exc:
                     failed += 1
                     print(f"cxrview: {record.file}: {exc}", file=sys.stderr)
+                    continue
+                if prediction.withheld:  # not a frontal adult chest film: nothing to rank or judge
+                    withheld += 1
+                    print(f"\ncxrview: {record.file}: AI output withheld: "
+                          + "; ".join(prediction.validity["reasons"]), file=sys.stderr)
                     continue
                 probs[record.id] = [prediction.findings[name]["probability"] for name in card.labels]
                 oos[record.id] = flags[record.id]
@@ -167,8 +173,9 @@ def _score(args: argparse.Namespace) -> int:
             ws.store_predictions(model, probs, oos)
             in_sample = sum(1 for v in oos.values() if v is False)
             print(f"stored {len(probs)} predictions from {model}; {in_sample} images were in the model's "
-                  f"training/validation data (no mislabel score for them); {failed} failed", file=sys.stderr)
-        n = rescore(ws, model, dict(card.thresholds))
+                  f"training/validation data (no mislabel score for them); {withheld} withheld by the "
+                  f"input check; {failed} failed", file=sys.stderr)
+        n = rescore(ws, model, operating_points(card))
         print(json.dumps({"workspace": str(ws.path), "model": model, "scored": n}))
     return EXIT_OK
 

@@ -59,8 +59,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="local .safetensors file or bundle to start from")
     parser.add_argument("--name")
     parser.add_argument("--version")
-    parser.add_argument("--threshold-method", choices=["youden", "f1", "sensitivity", "specificity"])
-    parser.add_argument("--target-sensitivity", type=float)
+    _evidence_flags(parser)
     parser.add_argument("--max-minutes", type=float, help="stop cleanly after this wall time")
     parser.add_argument("--limit", type=int, help="use only the first N images (smoke tests)")
     parser.add_argument("--num-workers", type=int)
@@ -71,6 +70,39 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluate-reserved", action="store_true", default=None,
                         help="report metrics once on reserved NIH patients (final runs only)")
     _data_flags(parser)
+
+
+def _floor(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FINDING=FLOOR (e.g. Pneumonia=0.95), got {text!r}") \
+            from None
+
+
+def _evidence_flags(parser: argparse.ArgumentParser) -> None:
+    """How operating points are chosen on validation (training.evidence)."""
+    g = parser.add_argument_group("operating points (chosen on the validation split)")
+    g.add_argument("--specificity-floor", type=float,
+                   help="validation specificity every operating point reaches (default 0.90)")
+    g.add_argument("--floor", dest="specificity_floors", type=_floor, action="append",
+                   metavar="FINDING=FLOOR", help="a finding's own specificity floor (repeatable)")
+    g.add_argument("--min-positives", type=int,
+                   help="validation positives a finding needs to be validated (default 15)")
+    g.add_argument("--max-normal-positives", type=float,
+                   help="raise the common floor until validation films with no finding get at most "
+                        "this many positive calls on average")
+
+
+def rule_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The operating-point config keys given on the command line (on top of a saved config's)."""
+    out: dict[str, Any] = {key: getattr(args, key) for key in
+                           ("specificity_floor", "min_positives", "max_normal_positives")
+                           if getattr(args, key, None) is not None}
+    if getattr(args, "specificity_floors", None):
+        out["specificity_floors"] = dict(args.specificity_floors)
+    return out
 
 
 def _sources_from_flags(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -102,7 +134,7 @@ def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
         data.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
     for key, value in vars(args).items():
         if key not in _NOT_CONFIG and value is not None:
-            data[key] = value
+            data[key] = dict(value) if key == "specificity_floors" else value
     data["sources"] = list(data.get("sources", [])) + _sources_from_flags(args)
     return TrainConfig.from_dict(data)
 
@@ -156,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     _data_flags(ev)
-    rc = sub.add_parser("recalibrate", help="new per-finding thresholds for a bundle, chosen on its "
-                                            "validation split; writes a new bundle")
+    rc = sub.add_parser("recalibrate", help="new calibration, validated operating points and input-check "
+                                            "statistics for a bundle, chosen on its validation split "
+                                            "(same weights); writes a new bundle")
     rc.add_argument("--bundle", required=True)
     rc.add_argument("--out", required=True, help="folder for the recalibrated bundle")
-    rc.add_argument("--method", default="f1", choices=["f1", "youden", "sensitivity", "specificity"])
-    rc.add_argument("--target", type=float, default=0.9, help="for sensitivity/specificity")
+    _evidence_flags(rc)
+    rc.add_argument("--cache-dir", help="keep the image caches here (reused by a later run)")
     rc.add_argument("--version", help="version of the new bundle (default: unchanged)")
     rc.add_argument("--batch-size", type=int, default=32)
     rc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -175,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ens.add_argument("--out", required=True, help="folder for the ensemble bundle")
     ens.add_argument("--name")
     ens.add_argument("--version", required=True)
-    ens.add_argument("--threshold-method", default="f1",
-                     choices=["f1", "youden", "sensitivity", "specificity"])
+    _evidence_flags(ens)
     ens.add_argument("--evaluate-reserved", action="store_true",
                      help="one-off metrics on the reserved NIH patients (report once, never tune on them)")
     ens.add_argument("--cache-dir")
@@ -231,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.ensemble import build_ensemble
 
             path = build_ensemble([Path(m) for m in args.members], Path(args.out), name=args.name,
-                                  version=args.version, threshold_method=args.threshold_method,
+                                  version=args.version, rule=rule_overrides(args),
                                   evaluate_reserved=args.evaluate_reserved, cache_dir=args.cache_dir,
                                   batch_size=args.batch_size, device=args.device,
                                   weights_dtype=args.weights_dtype, log=log)
@@ -240,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "recalibrate":
             from training.recalibrate import recalibrate_bundle
 
-            path = recalibrate_bundle(Path(args.bundle), Path(args.out), method=args.method,
-                                      target=args.target, sources=_sources_from_flags(args) or None,
+            path = recalibrate_bundle(Path(args.bundle), Path(args.out), rule=rule_overrides(args),
+                                      sources=_sources_from_flags(args) or None,
                                       batch_size=args.batch_size, device=args.device,
-                                      version=args.version, log=log)
+                                      version=args.version, cache_dir=args.cache_dir, log=log)
             log.emit("done", bundle=str(path))
             return 0
         config = build_config(args, _finetune_base(args.base) if args.command == "finetune" else None)

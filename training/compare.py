@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cxrview.inference.bundle import load_bundle
+from cxrview.inference.evidence import operating_points
 from training import metrics
 from training.config import CLASSIFICATION
 from training.datasets import XrayDataset, build_cache
@@ -86,7 +87,7 @@ def compare_bundles(candidate: Path, baseline: Path, samples: list[Sample], *, d
         "locked_set": locked_set, "n_images": len(samples),
         "n_patients": len({s.patient for s in samples}),
         "candidate": {"name": card_c.name, "version": card_c.version, "mean_auroc": mean_c,
-                      "thresholds": card_c.thresholds},
+                      "thresholds": operating_points(card_c)},
         "baseline_model": {"name": card_b.name, "version": card_b.version, "mean_auroc": mean_b},
         "mean_auroc_diff_ci": mean_ci, "verdict": verdict, "commonest5": commonest, "per_label": per,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -52,8 +52,18 @@ class TrainConfig:
     weights: str | None = None  # a .safetensors file or a bundle folder to start from
     name: str = "cxrview-model"
     version: str = "0.1.0"
-    threshold_method: str = "youden"  # or "f1", "sensitivity", "specificity" (metrics.choose_threshold)
+    # Superseded by the evidence rule below (kept so saved configs and cards still load).
+    threshold_method: str = "youden"
     target_sensitivity: float = 0.9
+    # Operating points (training.evidence): a finding is validated with at least min_positives
+    # validation positives and an AUROC interval above chance; its threshold reaches
+    # specificity_floor (per finding in specificity_floors) on validation; with
+    # max_normal_positives the common floor rises until validation's normal films get at most
+    # that many positive calls on average.
+    specificity_floor: float = 0.90
+    specificity_floors: dict[str, float] = field(default_factory=dict)
+    min_positives: int = 15
+    max_normal_positives: float | None = None
     max_minutes: float | None = None  # wall-clock budget; stops cleanly after an epoch
     limit: int | None = None  # use only the first N samples (smoke tests)
     num_workers: int = 0
@@ -80,6 +90,15 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be positive")
         if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
             raise ValueError("split fractions must be in [0, 1)")
+        floors = [self.specificity_floor, *self.specificity_floors.values()]
+        if not all(0.0 < float(f) < 1.0 for f in floors):
+            raise ValueError("specificity floors must be in (0, 1)")
+        if self.min_positives < 1:
+            raise ValueError("min_positives must be at least 1")
+
+    def evidence_rule(self) -> dict[str, Any]:
+        return {"specificity_floor": self.specificity_floor, "floors": dict(self.specificity_floors),
+                "min_positives": self.min_positives, "max_normal_positives": self.max_normal_positives}
 
     @property
     def effective_split_seed(self) -> int:

@@ -196,12 +196,35 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: XrayDataset, device: torch.device, batch_size: int,
-            task: str) -> dict[str, np.ndarray]:
-    """Probabilities (N, L) for classification, or probability masks (N, S, H, W) + losses."""
+            task: str, *, features: bool = False) -> dict[str, np.ndarray]:
+    """Raw probabilities (N, L) for classification, or probability masks (N, S, H, W) + losses.
+
+    Classifier probabilities are the network's sigmoid outputs, *not* calibrated (the
+    card's calibration is applied by the caller: ``cxrview.inference.evidence.calibrate``).
+    ``features=True`` adds the pooled features (N, D) of the out-of-distribution score.
+    """
+    import contextlib
+
+    from cxrview.inference.features import card_input_shape, feature_tap
+
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    outputs, losses, masks = [], [], []
+    tap = feature_tap(model, card_input_shape(dataset.card)) if features else contextlib.nullcontext([])
+    with tap as pooled:
+        result = _predict_batches(model, loader, device, task)
+    if features:
+        result["features"] = np.concatenate(pooled)
+    return result
+
+
+def _predict_batches(model: nn.Module, loader: DataLoader, device: torch.device,
+                     task: str) -> dict[str, np.ndarray]:
+    outputs: list[np.ndarray] = []
+    losses: list[float] = []
+    masks: list[np.ndarray] = []
+    n = 0
     for batch in loader:
+        n += len(batch["image"])
         logits = model(batch["image"].to(device)).float()
         if task == CLASSIFICATION:
             outputs.append(torch.sigmoid(logits).cpu().numpy())
@@ -212,7 +235,7 @@ def predict(model: nn.Module, dataset: XrayDataset, device: torch.device, batch_
             if "masks" in batch:  # images from sources without reference masks have no loss
                 masks.append(batch["masks"].numpy().astype(bool))
                 losses.append(segmentation_loss(logits, batch["masks"].to(device)).item() * len(logits))
-    result = {"probs": np.concatenate(outputs), "loss": np.array(sum(losses) / max(len(dataset), 1))}
+    result = {"probs": np.concatenate(outputs), "loss": np.array(sum(losses) / max(n, 1))}
     if masks:
         result["masks"] = np.concatenate(masks)
     return result

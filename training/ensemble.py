@@ -3,7 +3,8 @@
 The members must have been trained on the same patient split (same sources,
 same ``split_patients`` in their cards), so the test split is unseen by every
 member and the ensemble's test metrics are as honest as each member's. The
-ensemble's thresholds are chosen afresh on the shared validation split, its
+ensemble's calibration and validated operating points are chosen afresh on the
+shared validation split (``training.evidence``), its
 metrics measured on the shared test split (and, once, on the reserved NIH
 patients when asked), through the same ``publish`` as ``train``.
 """
@@ -11,6 +12,7 @@ patients when asked), through the same ``publish`` as ``train``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cxrview.inference.architectures import Ensemble
 from cxrview.inference.bundle import LoadedModel, load_bundle, pick_device
@@ -43,10 +45,12 @@ def _check_compatible(members: list[LoadedModel]) -> None:
 
 
 def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, version: str,
-                   threshold_method: str = "f1", evaluate_reserved: bool = False,
+                   rule: dict[str, Any] | None = None, evaluate_reserved: bool = False,
                    cache_dir: str | None = None, batch_size: int = 32, device: str = "auto",
                    weights_dtype: str = "float16", log: EventLog) -> Path:
-    """Publish the ensemble as ``out`` (a bundle folder); report and ROC go to ``out``-run beside it."""
+    """Publish the ensemble as ``out`` (a bundle folder); report and ROC go to ``out``-run beside it.
+
+    ``rule``: operating-point config keys (``specificity_floor`` …) over the first member's."""
     if len(member_dirs) < 2:
         raise ValueError("an ensemble needs at least two member bundles")
     members = [load_bundle(d, device="cpu") for d in member_dirs]
@@ -64,7 +68,7 @@ def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, vers
     config = TrainConfig.from_dict({
         **dict(base.training.get("config", {})), "architecture": "ensemble", "architecture_args": args,
         "input_size": size, "sizes": [size], "out": str(out.parent / f"{out.name}-run"),
-        "resume": False, "weights": None, "threshold_method": threshold_method,
+        "resume": False, "weights": None, **(rule or {}),
         "evaluate_reserved": evaluate_reserved, "name": name or base.name, "version": version,
         "cache_dir": cache_dir, "batch_size": batch_size, "weights_dtype": weights_dtype})
     card = make_card(config)
@@ -75,7 +79,7 @@ def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, vers
     config.run_dir.mkdir(parents=True, exist_ok=True)
     datasets = {part: XrayDataset(parts[part], images, card)
                 for part, (images, _) in caches_for(config, parts, log).items()}
-    log.say(f"ensemble of {len(members)} at {size} px: thresholds on {len(parts['val'])} validation "
+    log.say(f"ensemble of {len(members)} at {size} px: operating points on {len(parts['val'])} validation "
             f"images, metrics on {len(parts['test'])} test images")
     members_record = [{
         "path": str(m.path), "name": m.card.name, "version": m.card.version,
@@ -89,4 +93,4 @@ def build_ensemble(member_dirs: list[Path], out: Path, *, name: str | None, vers
     return publish(config, model, card, datasets, split, target, log,
                    trained_seconds=sum(float(m.card.training.get("seconds") or 0) for m in members),
                    stopped_reason="ensemble of published members", bundle_dir=out,
-                   threshold_fallback=dict(base.thresholds), training_extra={"members": members_record})
+                   training_extra={"members": members_record})

@@ -20,6 +20,7 @@ from torch import nn
 
 from cxrview.inference.bundle import save_bundle
 from cxrview.inference.card import ModelCard
+from cxrview.inference.evidence import operating_points
 from training import metrics
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset, build_cache
@@ -32,47 +33,69 @@ def _stack(samples: list[Sample], attr: str) -> np.ndarray:
     return np.stack([getattr(s, attr) for s in samples])
 
 
-MIN_CLASS_FOR_THRESHOLD = 3  # fewer positives (or negatives) on validation: no basis to choose
+def calibrated_probs(card: ModelCard, raw: np.ndarray) -> np.ndarray:
+    """The card's calibrated probabilities for raw network outputs (what people are shown)."""
+    from cxrview.inference.evidence import calibrate
+
+    return calibrate(card, raw)
 
 
-def _inherited_thresholds(config: TrainConfig) -> dict[str, float]:
-    """Thresholds of the bundle a run starts from (fine-tuning), used where validation cannot choose."""
-    if not config.weights or not (Path(config.weights) / "card.json").is_file():
-        return {}
-    try:
-        return dict(ModelCard.read(config.weights).thresholds)
-    except Exception:  # an unreadable start card: no inheritance, not a failed run
-        return {}
+def attach_evidence(card: ModelCard, model: nn.Module, datasets: dict[str, XrayDataset],
+                    device: torch.device, batch_size: int, rule: dict[str, Any], log: EventLog
+                    ) -> np.ndarray:
+    """Fit the card's calibration, validated operating points and OOD statistics on the
+    validation split (OOD statistics on the training split); returns the calibrated
+    validation probabilities."""
+    from cxrview.inference.evidence import apply_calibration
+    from training.evidence import choose_operating_points, fit_calibration, ood_block, reliability
 
-
-def choose_thresholds(config: TrainConfig, samples: list[Sample], probs: np.ndarray,
-                      fallback: dict[str, float] | None = None) -> dict[str, float]:
-    """Per-label thresholds on validation; labels with too few positives or negatives there keep
-    ``fallback``'s (by default the starting bundle's) rather than a threshold fitted to 1–2 images."""
-    Y, M = _stack(samples, "labels"), _stack(samples, "known")
-    inherited = _inherited_thresholds(config) if fallback is None else fallback
-    thresholds = {}
-    for j, label in enumerate(config.labels):
-        known = M[:, j] > 0
-        y, s = Y[known, j], probs[known, j]
-        if min(int(y.sum()), int(len(y) - y.sum())) < MIN_CLASS_FOR_THRESHOLD:
-            if label in inherited:
-                thresholds[label] = float(inherited[label])
-            continue
-        thresholds[label] = float(
-            metrics.choose_threshold(y, s, method=config.threshold_method, target=config.target_sensitivity)
-        )
-    return thresholds
+    val = datasets["val"]
+    out = predict(model, val, device, batch_size, CLASSIFICATION, features=True)
+    Y, M = _stack(val.samples, "labels"), _stack(val.samples, "known")
+    card.calibration = fit_calibration(out["probs"], Y, M, card.labels)
+    calibrated = apply_calibration(card.calibration, card.labels, out["probs"])
+    card.thresholds, card.evidence = choose_operating_points(calibrated, Y, M, card.labels, rule)
+    card.evidence["calibration"] = {"method": card.calibration["method"],
+                                    "ece_raw": reliability(out["probs"], Y, M)["ece"],
+                                    "ece": reliability(calibrated, Y, M)["ece"]}
+    if "train" in datasets and len(datasets["train"]):
+        train = datasets["train"]
+        plain = XrayDataset(train.samples, train.images, card)  # unaugmented view, same arrays
+        plain.set_epoch(0, card.input_size)
+        features = predict(model, plain, device, batch_size, CLASSIFICATION, features=True)["features"]
+        card.ood = ood_block(features, out["features"])
+    validated = [k for k, v in card.evidence["per_label"].items() if v["validated"]]
+    load = card.evidence.get("positives_per_normal") or 0.0
+    log.say(f"validated findings ({len(validated)}): {', '.join(validated) or 'none'}; "
+            f"validation normals get {load:.2f} positive calls each")
+    return calibrated
 
 
 def classification_report(
     labels: list[str], samples: list[Sample], probs: np.ndarray, thresholds: dict[str, float]
 ) -> dict[str, Any]:
+    """Metrics at ``thresholds`` (the validated operating points; other findings get AUROC only),
+    with the over-calling figures on films with no finding."""
+    from training.evidence import positives_on_normals
+
     Y, M = _stack(samples, "labels"), _stack(samples, "known")
     report = metrics.summarize_multilabel(Y, probs, M, labels, thresholds=thresholds)
     report["n_images"] = len(samples)
     report["n_patients"] = len({s.patient for s in samples})
     report.update(commonest_mean(report["per_label"]))
+    report.update(positives_on_normals(probs, Y, M, labels, thresholds))
+    return report
+
+
+def held_out_report(card: ModelCard, samples: list[Sample], raw: np.ndarray) -> dict[str, Any]:
+    """A held-out split's report at the card's operating points, its ``evidence`` (rates with
+    intervals) and calibration error."""
+    from training.evidence import split_evidence
+
+    probs = calibrated_probs(card, raw)
+    report = classification_report(card.labels, samples, probs, operating_points(card))
+    report["evidence"] = split_evidence(probs, _stack(samples, "labels"), _stack(samples, "known"),
+                                        card.labels, operating_points(card))
     return report
 
 
@@ -151,7 +174,7 @@ def reserved_report(config: TrainConfig, model: nn.Module, card: ModelCard,
     images, _ = build_cache(samples, config.input_size, None, cache_dir=cache_dir)
     dataset = XrayDataset(samples, images, card)
     preds = predict(model, dataset, device, config.batch_size, config.task)
-    report = classification_report(config.labels, samples, preds["probs"], card.thresholds)
+    report = held_out_report(card, samples, preds["probs"])
     report["baseline"] = baseline_report(config.labels, datasets["train"], images, samples)
     return report
 
@@ -175,8 +198,8 @@ def single_label_report(card: ModelCard, samples: list[Sample], probs: np.ndarra
     """Confusion matrix for folder-per-class sets: each image belongs to exactly one class.
 
     A class is predicted from the labels its folder maps to: the positive class whose
-    best label probability is highest, if that label passes its threshold; otherwise
-    the "normal" class (mapped with ``"*": 0``), when the set has one.
+    best label probability (calibrated) is highest, if that label passes its validated
+    operating point; otherwise the "normal" class (mapped with ``"*": 0``), when the set has one.
     """
     classes = sorted({s.group for s in samples if s.group})
     normal = next((c for c in classes if mappings.get(c, {}).get("*") == 0), None)
@@ -189,7 +212,8 @@ def single_label_report(card: ModelCard, samples: list[Sample], probs: np.ndarra
             for j in idx:
                 if row[j] > best_score:
                     best, best_score = c, float(row[j])
-                    passes = row[j] >= card.threshold(card.labels[j])
+                    threshold = card.threshold(card.labels[j])
+                    passes = threshold is not None and row[j] >= threshold
         predicted.append(best if passes or normal is None else normal)
     index = {c: i for i, c in enumerate(classes)}
     cm = metrics.confusion_matrix([index[s.group] for s in samples],
@@ -225,14 +249,14 @@ def publish(
     trained_seconds: float,
     stopped_reason: str,
     bundle_dir: Path | None = None,
-    threshold_fallback: dict[str, float] | None = None,
     training_extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Thresholds on val, metrics on test (+ baseline, + reserved once), then write the bundle.
+    """Evidence on val (calibration, validated operating points, OOD statistics), metrics on
+    test (+ baseline, + reserved once), then write the bundle.
 
-    ``bundle_dir`` defaults to the run's ``bundle`` folder; ``threshold_fallback`` replaces the
-    starting bundle's thresholds for findings validation cannot decide; ``training_extra`` is
-    merged into the card's training record (an ensemble's members).
+    ``bundle_dir`` defaults to the run's ``bundle`` folder; ``training_extra`` is merged into
+    the card's training record (an ensemble's members). Without a validation split no finding
+    is validated: the bundle still works, but calls nothing positive.
     """
     from training.report import write_json_report, write_roc_png
 
@@ -243,20 +267,19 @@ def publish(
         ds.set_epoch(0, size)
     evaluation: dict[str, Any] = {}
     if config.task == CLASSIFICATION:
+        card.calibration, card.thresholds, card.evidence, card.ood = None, {}, {}, None
         if "val" in datasets:
-            val = predict(model, datasets["val"], device, config.batch_size, config.task)
-            card.thresholds = choose_thresholds(config, datasets["val"].samples, val["probs"],
-                                                fallback=threshold_fallback)
-            val_report = classification_report(config.labels, datasets["val"].samples, val["probs"],
+            val = attach_evidence(card, model, datasets, device, config.batch_size,
+                                  config.evidence_rule(), log)
+            val_report = classification_report(config.labels, datasets["val"].samples, val,
                                                card.thresholds)
-            # the summary the thresholds (and, for ensembles, the members) were chosen on
+            # the summary the operating points (and, for ensembles, the members) were chosen on
             evaluation["val"] = {k: val_report[k] for k in ("mean_auroc", "mean_auroc_commonest5",
                                                             "n_images") if k in val_report}
         if "test" in datasets:
             test = predict(model, datasets["test"], device, config.batch_size, config.task)
-            evaluation["test"] = classification_report(
-                config.labels, datasets["test"].samples, test["probs"], card.thresholds
-            )
+            evaluation["test"] = held_out_report(card, datasets["test"].samples, test["probs"])
+            card.evidence["test"] = evaluation["test"]["evidence"]
             write_roc_png(
                 run / "roc_test.png",
                 _roc_curves(config.labels, datasets["test"].samples, test["probs"]),
@@ -266,6 +289,8 @@ def publish(
                 config.labels, datasets["train"], datasets["test"].images, datasets["test"].samples)
         if config.evaluate_reserved:
             evaluation["reserved_nih"] = reserved_report(config, model, card, datasets, device)
+            if evaluation["reserved_nih"]:
+                card.evidence["reserved_nih"] = evaluation["reserved_nih"]["evidence"]
     else:
         for name in ("val", "test"):
             if name in datasets:
@@ -351,6 +376,34 @@ def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path
     return report
 
 
+EVIDENCE_KEYS = ("n_pos", "auroc", "auroc_ci", "sensitivity", "sensitivity_ci", "specificity",
+                 "specificity_ci")
+
+
+def card_agreement(card: ModelCard, split: str, evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """How far this evaluation's evidence is from what the card records for the same split
+    (``val``: the operating points' own evidence; ``test``/``reserved``: the publication
+    report). None when the card has nothing for that split."""
+    recorded = card.evidence if split == "val" else card.evidence.get(
+        "reserved_nih" if split == "reserved" else split)
+    if not recorded or "per_label" not in recorded:
+        return None
+    worst, compared = 0.0, 0
+    for label, mine in evidence["per_label"].items():
+        theirs = recorded["per_label"].get(label) or {}
+        for key in EVIDENCE_KEYS:
+            a, b = mine.get(key), theirs.get(key)
+            if a is None or b is None:
+                if (a is None) != (b is None) and key in ("n_pos", "auroc"):
+                    worst = float("inf")
+                continue
+            pairs = zip(a, b, strict=True) if isinstance(a, list) else [(a, b)]
+            for x, y in pairs:
+                worst = max(worst, abs(float(x) - float(y)))
+                compared += 1
+    return {"max_abs_difference": worst, "values_compared": compared, "reproduces": worst <= 1e-6}
+
+
 def evaluate_bundle(
     bundle_dir: Path,
     *,
@@ -394,17 +447,28 @@ def evaluate_bundle(
     dataset = XrayDataset(samples, images, card, masks=masks)
     preds = predict(loaded.model, dataset, loaded.device, batch_size, card.task)
     if card.task == CLASSIFICATION:
-        report = classification_report(card.labels, samples, preds["probs"], card.thresholds)
-        report["top_losses"] = image_top_losses(samples, preds["probs"])
+        from training.evidence import reliability
+        from training.report import write_reliability_png
+
+        probs = calibrated_probs(card, preds["probs"])
+        report = held_out_report(card, samples, preds["probs"])
+        report["top_losses"] = image_top_losses(samples, probs)
         if all(s.group is not None for s in samples):
             mappings = {k: v for src in config.sources if src.get("type") == "folders"
                         for k, v in src["mapping"].items()}
-            report["single_label"] = single_label_report(card, samples, preds["probs"], mappings)
+            report["single_label"] = single_label_report(card, samples, probs, mappings)
+        Y, M = _stack(samples, "labels"), _stack(samples, "known")
+        calibration = reliability(probs, Y, M)
+        report["calibration"] = {"ece": calibration["ece"], "bins": calibration["bins"],
+                                 "ece_raw": reliability(preds["probs"], Y, M)["ece"]}
+        report["card_agreement"] = card_agreement(card, split, report["evidence"])
         write_roc_png(
             out / "roc.png",
-            _roc_curves(card.labels, samples, preds["probs"]),
+            _roc_curves(card.labels, samples, probs),
             f"{card.name} {card.version}: {split}",
         )
+        write_reliability_png(out / "reliability.png", calibration["bins"],
+                              f"{card.name} {card.version}: {split}, ECE {calibration['ece']:.3f}")
     else:
         report = segmentation_report(card.labels, samples, preds)
     report["split"] = split

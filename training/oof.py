@@ -21,6 +21,7 @@ import numpy as np
 
 from cxrview.core.export import atomic_write_bytes
 from cxrview.inference.bundle import load_bundle
+from cxrview.inference.evidence import calibrate, operating_points
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset, build_cache
 from training.engine import collect_samples, predict
@@ -78,11 +79,12 @@ def _predict_lines(bundle: Path, samples: list[Sample], k: int, fold_dir: Path) 
     loaded = load_bundle(bundle, device="cpu")
     card = loaded.card
     images, _ = build_cache(samples, card.input_size, None, cache_dir=fold_dir / "cache-held-out")
-    probs = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, 32, card.task)["probs"]
+    raw = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, 32, card.task)["probs"]
+    probs = calibrate(card, raw)
     out = []
     for sample, p in zip(samples, probs, strict=True):
         out.append(json.dumps({"image": Path(sample.path).name, "patient": sample.patient, "fold": k,
                                "probabilities": {name: round(float(v), 6) for name, v in zip(card.labels, p,
                                                                                                strict=True)},
-                               "thresholds": card.thresholds}) + "\n")
+                               "thresholds": operating_points(card)}) + "\n")
     return out

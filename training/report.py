@@ -169,3 +169,41 @@ def write_json_report(path: str | os.PathLike[str], report: Mapping[str, Any]) -
     """Write ``report`` as indented UTF-8 JSON atomically, converting numpy types first."""
     text = json.dumps(to_jsonable(report), indent=2, ensure_ascii=False, allow_nan=False)
     return _atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def render_reliability(bins: Sequence[Mapping[str, Any]], title: str) -> np.ndarray:
+    """Reliability diagram as a BGR image: observed frequency against mean predicted probability
+    per bin (dots sized by how many predictions fall in the bin), the diagonal = perfect."""
+    img = np.full((_H, _W, 3), 255, np.uint8)
+    _draw_axes(img, title)
+    # the axes helper labels them as an ROC plot; overwrite the two axis titles
+    x0, y0, x1, y1 = _PLOT
+    cv2.rectangle(img, (x0 - 5, y1 + 30), (x1 + 5, y1 + 60), (255, 255, 255), -1)
+    cv2.rectangle(img, (0, y0), (40, y1), (255, 255, 255), -1)
+    xlabel = "Mean predicted probability (calibrated)"
+    (tw, _), _ = cv2.getTextSize(xlabel, _FONT, 0.55, 1)
+    cv2.putText(img, xlabel, ((x0 + x1 - tw) // 2, y1 + 50), _FONT, 0.55, _INK, 1, cv2.LINE_AA)
+    _put_rotated_text(img, "Observed frequency", (22, (y0 + y1) // 2), 0.55)
+    total = max(1, sum(int(b.get("n") or 0) for b in bins))
+    points = []
+    for b in bins:
+        if not b.get("n"):
+            continue
+        p = _to_px(np.array([float(b["mean_probability"])]), np.array([float(b["observed"])]))[0]
+        points.append(p)
+        radius = max(3, round(18 * math.sqrt(int(b["n"]) / total)))
+        cv2.circle(img, (int(p[0]), int(p[1])), radius, PALETTE[0], -1, cv2.LINE_AA)
+        label = f"n={int(b['n'])}"
+        cv2.putText(img, label, (int(p[0]) + radius + 3, int(p[1]) + 4), _FONT, 0.4, _INK, 1, cv2.LINE_AA)
+    if len(points) > 1:
+        cv2.polylines(img, [np.array(points, dtype=np.int32)], False, PALETTE[0], 2, cv2.LINE_AA)
+    return img
+
+
+def write_reliability_png(path: str | os.PathLike[str], bins: Sequence[Mapping[str, Any]],
+                          title: str) -> Path:
+    """Write the reliability diagram (``training.evidence.reliability`` bins) as PNG atomically."""
+    ok, buf = cv2.imencode(".png", render_reliability(bins, title))
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return _atomic_write_bytes(path, buf.tobytes())

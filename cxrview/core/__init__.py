@@ -5,7 +5,7 @@ Nothing under ``cxrview.core`` may import Qt or torch (tests enforce it).
 
 from __future__ import annotations
 
-from cxrview.core.display import model_input, render_display
+from cxrview.core.display import model_input, model_input_hash, model_view, render_display
 from cxrview.core.errors import (
     CorruptImageError,
     FileMissingError,
@@ -43,5 +43,7 @@ __all__ = [
     "find_images",
     "load_image",
     "model_input",
+    "model_input_hash",
+    "model_view",
     "render_display",
 ]

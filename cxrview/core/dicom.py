@@ -367,7 +367,8 @@ def load_dicom(path: Path, *, max_pixels: int | None) -> XrayImage:
         transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
         transfer_syntax_name=_transfer_syntax_name(str(ds.file_meta.TransferSyntaxUID)),
         modality=_optional_str(ds, "Modality"), view_position=_optional_str(ds, "ViewPosition"),
-        body_part=_optional_str(ds, "BodyPartExamined"), voi_lut=voi_lut,
+        body_part=_optional_str(ds, "BodyPartExamined"), patient_age=_optional_str(ds, "PatientAge"),
+        presentation_lut_shape=_optional_str(ds, "PresentationLUTShape"), voi_lut=voi_lut,
         metadata=metadata_items(ds), notices=notices,
     )
     own = file_windows(ds)

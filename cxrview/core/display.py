@@ -85,10 +85,31 @@ def render_display(image: XrayImage, window: Window | None = None, *,
     return np.ascontiguousarray(table[index])
 
 
-def model_input(image: XrayImage) -> np.ndarray:
-    """Float32 [0, 1] pixels, bright = dense (MONOCHROME2 sense), with the default window.
+def model_view(image: XrayImage) -> np.ndarray:
+    """The 8-bit default rendering the models see (computed once per image object, read-only).
 
     Models see what a radiologist sees by default, independent of how the file
     stored its values; the user's interactive invert toggle never reaches models.
     """
-    return render_display(image).astype(np.float32) / 255.0
+    if image._model_view is None:
+        view = render_display(image)
+        view.setflags(write=False)
+        image._model_view = view
+    return image._model_view
+
+
+def model_input(image: XrayImage) -> np.ndarray:
+    """Float32 [0, 1] pixels, bright = dense (MONOCHROME2 sense), with the default window."""
+    return model_view(image).astype(np.float32) / 255.0
+
+
+def model_input_hash(image: XrayImage) -> str:
+    """Hash of exactly what the models see (after Modality LUT, VOI and MONOCHROME1 inversion).
+
+    Unlike the content hash (stored pixels, which keys annotations), this changes when the same
+    pixels are displayed differently — a MONOCHROME1 relabelling, another default window — so
+    cached predictions can never be served for a film the models would see differently.
+    """
+    from cxrview.core.hashing import pixel_hash
+
+    return "in1-" + pixel_hash(model_view(image)).split("-", 1)[1]

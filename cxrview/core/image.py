@@ -130,11 +130,18 @@ class XrayImage:
     modality: str | None = None
     view_position: str | None = None
     body_part: str | None = None
+    patient_age: str | None = None  # DICOM Age String as stored, e.g. "045Y", "008M"
+    presentation_lut_shape: str | None = None  # IDENTITY / INVERSE when the file says
     voi_lut: LookupTable | None = None  # VOI LUT Sequence, used when no window is chosen
     metadata: list[MetadataItem] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     # Cached stored-value range: presets, the display LUT and the CLI all need it.
-    _stored_range: tuple[int, int] | tuple[float, float] | None = field(default=None, repr=False)
+    # (init=False: ``dataclasses.replace`` with new pixels must not copy a stale cache)
+    _stored_range: tuple[int, int] | tuple[float, float] | None = field(default=None, init=False,
+                                                                        repr=False, compare=False)
+    # The default rendering models see (uint8), kept once computed: the cache key hashes it and
+    # the prediction then uses it, so a cache miss does not render the film twice.
+    _model_view: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.stored.ndim != 2:

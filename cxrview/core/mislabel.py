@@ -1,6 +1,8 @@
 """Triage and "most likely mislabelled first" scores from stored model predictions.
 
-* Triage score: the highest finding probability (most suspicious film first).
+* Triage score: the highest probability among the model's *validated* findings (those
+  with an operating point; a not-validated finding's number ranks nothing). None when
+  the model has none.
 * Mislabel score: how badly the current labels (human decision, else dataset)
   disagree with an out-of-sample model probability, from cleanlab's
   multi-label label-quality scores (``1 - quality``; per finding,
@@ -69,21 +71,27 @@ def centre_on_thresholds(probs: np.ndarray, thresholds: list[float]) -> np.ndarr
 def score_records(records: list[ImageRecord], probs: dict[int, list[float]],
                   out_of_sample: dict[int, bool | None], thresholds: dict[str, float]
                   ) -> dict[int, dict[str, Any]]:
-    """Scores per image id for images with predictions (see module docstring)."""
+    """Scores per image id for images with predictions (see module docstring).
+
+    ``thresholds`` are the model's operating points, one per validated finding: only
+    those findings rank (triage) and count as decisions (``disagreements``).
+    """
     out: dict[int, dict[str, Any]] = {}
     labelled: list[ImageRecord] = []
     for record in records:
         p = probs.get(record.id)
         if p is None:
             continue
-        top = int(np.argmax(p))
+        ranked = [k for k, name in enumerate(NIH_FINDINGS) if name in thresholds]
+        triage = max((float(p[k]) for k in ranked), default=None)
         decisions = 0
-        for k, name in enumerate(NIH_FINDINGS):
+        for k in ranked:
+            name = NIH_FINDINGS[k]
             current = record.current_value(name)
             if current in (PRESENT, ABSENT):
-                decided = p[k] >= thresholds.get(name, 0.5)
+                decided = p[k] >= thresholds[name]
                 decisions += int(decided != (current == PRESENT))
-        out[record.id] = {"triage": float(p[top]), "mislabel": None, "finding": None, "label": None,
+        out[record.id] = {"triage": triage, "mislabel": None, "finding": None, "label": None,
                           "probability": None, "disagreements": decisions}
         known = record.dataset_labelled or record.human_mask
         if known and out_of_sample.get(record.id) is not False:

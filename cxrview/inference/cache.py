@@ -1,10 +1,20 @@
-"""Prediction results cache: SQLite keyed by image content and exact model identity.
+"""Prediction results cache: SQLite keyed by everything that changes a prediction.
 
 Re-opening a folder must not re-run the models: the JSON of each prediction
-(not the CAM arrays, which are recomputed on demand) is stored under the
-image's content hash plus each model's name, version and weights sha256, so a
-retrained or fine-tuned bundle never serves stale results, and a renamed or
-re-tagged file still hits (ADR 0003).
+(not the CAM arrays, which are recomputed on demand) is stored under
+
+* the hash of the **model input** (the default rendering after Modality LUT,
+  VOI and MONOCHROME1 inversion — not the stored pixels: a MONOCHROME1
+  relabelling of the same pixels is a different film to the models),
+* the **header fields the input check reads** (Modality, Body Part, View
+  Position, Patient's Age, Photometric Interpretation, Presentation LUT Shape),
+* each model's identity: name, version, weights sha256 and a digest of the
+  card's decision-making parts (thresholds, calibration, evidence, OOD
+  statistics: a recalibrated card keeps the weights but changes the calls),
+* the predictor's options and a schema version.
+
+So a retrained, fine-tuned or recalibrated bundle never serves stale results,
+a re-tagged film is checked again, and a renamed file still hits (ADR 0003).
 
 Robustness over cleverness: WAL mode so the GUI and a ``cxrview predict`` run
 can read while another writes; one short transaction per write; a connection
@@ -16,6 +26,7 @@ just means "no cache" for that call. A cache must never crash a prediction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -31,30 +42,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # bump when the stored JSON changes meaning: old rows then simply miss
+SCHEMA_VERSION = 2  # bump when the stored JSON changes meaning: old rows then simply miss
 DB_NAME = "predictions.sqlite3"
 BUSY_TIMEOUT_S = 5.0
 
 
 def model_identity(card: ModelCard | None) -> str:
-    """``name@version#sha`` (sha truncated): changes whenever the weights do."""
+    """``name@version#sha+card`` (truncated digests): changes whenever the weights or the
+    card's decisions (thresholds, calibration, validated findings, OOD statistics) do."""
     if card is None:
         return "-"
-    return f"{card.name}@{card.version}#{(card.weights_sha256 or 'nosha')[:16]}"
+    return f"{card.name}@{card.version}#{(card.weights_sha256 or 'nosha')[:16]}+{card.decision_digest()}"
+
+
+def header_digest(header: dict[str, str | None]) -> str:
+    """Short digest of the header values the input check reads (``validity.header_fields``)."""
+    text = json.dumps({k: (v or "").strip().upper() for k, v in sorted(header.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class CacheKey:
-    image_hash: str
+    image_hash: str  # hash of the model input (``core.model_input_hash``)
+    header: str  # ``header_digest`` of the fields the input check reads
     classifier: str
     segmenter: str
+    options: str = ""
 
     @classmethod
-    def for_models(cls, image_hash: str, classifier: ModelCard, segmenter: ModelCard | None) -> CacheKey:
-        return cls(image_hash, model_identity(classifier), model_identity(segmenter))
+    def for_models(cls, image_hash: str, header: dict[str, str | None], classifier: ModelCard,
+                   segmenter: ModelCard | None, *, options: str = "") -> CacheKey:
+        return cls(image_hash, header_digest(header), model_identity(classifier),
+                   model_identity(segmenter), options)
 
     def as_string(self) -> str:
-        return f"v{SCHEMA_VERSION}|{self.image_hash}|{self.classifier}|{self.segmenter}"
+        return (f"v{SCHEMA_VERSION}|{self.image_hash}|{self.header}|{self.classifier}|"
+                f"{self.segmenter}|{self.options}")
 
 
 def default_cache_path() -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
-CARD_FORMAT = 1
+CARD_FORMAT = 2  # 2: calibration, evidence (validated operating points) and ood statistics
 TASKS = ("multilabel-classification", "segmentation")
 
 
@@ -63,6 +63,13 @@ class ModelCard:
     weights_dtype: str = "float32"
     weights_sha256: str = ""
     parent_version: str | None = None
+    # Maps raw sigmoid outputs to calibrated probabilities (``evidence.calibrate``); None = identity.
+    calibration: dict[str, Any] | None = None
+    # Validation evidence per finding (training.evidence): which findings are validated, their
+    # operating points and intervals. Empty (old cards): every finding is "not validated".
+    evidence: dict[str, Any] = field(default_factory=dict)
+    # Feature statistics for the out-of-distribution score (``validity``); None = not available.
+    ood: dict[str, Any] | None = None
     format: int = CARD_FORMAT
 
     def __post_init__(self) -> None:
@@ -81,12 +88,33 @@ class ModelCard:
             raise ValueError(f"thresholds for unknown labels: {sorted(unknown)}")
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds.values()):
             raise ValueError("thresholds must be probabilities in [0, 1]")
+        from cxrview.inference.evidence import check_calibration
 
-    def threshold(self, label: str) -> float:
-        return float(self.thresholds.get(label, 0.5))
+        check_calibration(self.calibration, self.labels)
+
+    def is_validated(self, label: str) -> bool:
+        """Enough validation evidence for this finding to be called positive (card evidence)."""
+        entry = (self.evidence.get("per_label") or {}).get(label) or {}
+        return bool(entry.get("validated", False)) and label in self.thresholds
+
+    def threshold(self, label: str) -> float | None:
+        """The operating point (calibrated probability) of a validated finding, else None."""
+        return float(self.thresholds[label]) if self.is_validated(label) else None
+
+    def decision_digest(self) -> str:
+        """Hash of everything in the card that changes what a prediction says (not the weights):
+        a recalibrated card keeps the weights' sha256 but must not reuse cached decisions (the
+        findings carry the evidence too)."""
+        import hashlib
+
+        parts = {k: getattr(self, k) for k in ("labels", "input_size", "channels", "thresholds",
+                                                "calibration", "ood", "evidence")}
+        parts["normalization"] = asdict(self.normalization)
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "format": CARD_FORMAT}  # what this code writes is the current format
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)

@@ -188,6 +188,14 @@ class CamSession:
             return np.zeros(tuple(self.x.shape[-2:]), dtype=np.float32)
         return normalise_cam((total / len(self._activations))[0, 0].cpu().numpy())
 
+    def features(self) -> np.ndarray:
+        """The pooled target activations of this pass, (D,) (``features.pool_activations``)."""
+        from cxrview.inference.features import pool_activations
+
+        if self._activations is None:
+            raise RuntimeError("CamSession.features() called outside its with-block")
+        return pool_activations(self._activations)[0]
+
     def __exit__(self, *exc: object) -> None:
         self._raw_logits = self._activations = None  # frees the retained graph
 

@@ -1,14 +1,20 @@
-"""One image → findings, Grad-CAM, boxes, lung/heart masks, CTR and an input check.
+"""One image → findings, Grad-CAM, boxes, lung/heart masks, CTR and the input check.
 
 Qt-free so the CLI, the GUI worker and tests share it. Cost is dominated by the
 two forward passes; everything else is kept off that path:
 
 * ``model_input`` (the display pipeline) runs once; both networks resize from it.
+* The segmenter runs first, under ``torch.inference_mode``: its lungs and heart
+  give the thorax region (``thorax``) that bounds heatmaps and boxes, and feed
+  the input check. Masks stay at model size; coordinates are scaled with
+  ``scale_xy`` (no full-size mask upsampling).
 * The classifier runs once, with autograd recording only its head (see
-  ``gradcam.CamSession``), so probabilities and every requested map come from
-  one pass. Without maps it runs under ``torch.inference_mode``.
-* The segmenter runs once under ``inference_mode``; masks stay at model size
-  and coordinates are scaled with ``scale_xy`` (no full-size mask upsampling).
+  ``gradcam.CamSession``), so probabilities, every requested map and the
+  pooled features of the out-of-distribution score come from one pass.
+  Without maps it runs under ``torch.inference_mode``.
+* Raw outputs become calibrated probabilities, and positives only at validated
+  operating points (``evidence``); the input check decides whether the output
+  is withheld (``validity``, ``gate``).
 
 Networks are cached per (bundle, device) for the whole process and reloaded
 when the bundle's files change on disk (a fine-tuned model replaces the
@@ -32,7 +38,6 @@ from cxrview.inference.boxes import Box, boxes_from_cam, load_priors
 from cxrview.inference.card import BundleError, ModelCard
 from cxrview.inference.ctr import CTRMeasurement, ctr_flag, mask_polygons, measure_ctr
 from cxrview.inference.gradcam import CamSession, cam_target, cam_to_size
-from cxrview.inference.validity import check_validity
 
 if TYPE_CHECKING:
     import torch
@@ -59,9 +64,11 @@ class CancelState(Protocol):
 class Prediction:
     """Everything one prediction produced; ``to_dict()`` is the JSON schema of ``cxrview predict``.
 
-    Arrays (``cams`` at the classifier's input size, ``masks`` at the
-    segmenter's) are for drawing and are not serialised; a Prediction rebuilt
-    from the cache has none and gets maps through ``Predictor.cam``.
+    Always complete: whether it may be shown is decided afterwards by
+    ``gate.presented`` (``withheld``). Arrays (``cams`` at the classifier's input
+    size, already restricted to the thorax; ``masks`` at the segmenter's) are
+    for drawing and are not serialised; a Prediction rebuilt from the cache has
+    none and gets maps through ``Predictor.cam``.
     """
 
     path: str
@@ -72,17 +79,25 @@ class Prediction:
     ctr: CTRMeasurement | None = None
     ctr_flag: str | None = None
     polygons: dict[str, list[list[list[float]]]] = field(default_factory=dict)
-    validity: dict[str, Any] = field(default_factory=lambda: {"ok": True, "warnings": [], "scores": {}})
+    thorax: list[list[float]] | None = None  # convex thorax outline bounding maps and boxes
+    validity: dict[str, Any] = field(default_factory=lambda: {
+        "ok": True, "warnings": [], "reasons": [], "withheld": False, "scores": {}})
     timing_ms: dict[str, float] = field(default_factory=dict)
     content_hash: str = ""
+    input_hash: str = ""
     cams: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     mask_scale_xy: tuple[float, float] = (1.0, 1.0)
     cached: bool = False
 
     @property
+    def withheld(self) -> bool:
+        return bool(self.validity.get("withheld", False))
+
+    @property
     def positives(self) -> list[str]:
-        return [name for name, f in self.findings.items() if f["positive"]]
+        """Validated findings above their operating point (whether or not the output is withheld)."""
+        return [name for name, f in self.findings.items() if f.get("validated") and f["positive"]]
 
     def cam_at_original(self, finding: str) -> np.ndarray:
         """The finding's map resized to the original image (float32 in [0, 1])."""
@@ -104,13 +119,16 @@ class Prediction:
         return {
             "path": self.path,
             "content_hash": self.content_hash,
+            "input_hash": self.input_hash,
             "image_size": list(self.image_size),
             "model": self.model,
             "findings": self.findings,
             "boxes": [b.to_dict() for b in self.boxes],
             "ctr": ctr,
             "masks": self.polygons,
+            "thorax": self.thorax,
             "validity": self.validity,
+            "withheld": self.withheld,
             "timing_ms": self.timing_ms,
         }
 
@@ -133,8 +151,9 @@ class Prediction:
         return cls(path=d["path"], image_size=(int(size[0]), int(size[1])), model=d["model"],
                    findings=d["findings"], boxes=boxes, ctr=ctr,
                    ctr_flag=ctr_d.get("flag") if ctr_d else None, polygons=d.get("masks") or {},
-                   validity=d["validity"], timing_ms=d.get("timing_ms") or {},
-                   content_hash=d.get("content_hash", ""), cached=True)
+                   thorax=d.get("thorax"), validity=d["validity"], timing_ms=d.get("timing_ms") or {},
+                   content_hash=d.get("content_hash", ""), input_hash=d.get("input_hash", ""),
+                   cached=True)
 
 
 # -- network cache ----------------------------------------------------------------------------
@@ -215,16 +234,20 @@ class Predictor:
 
     Bundles load at construction (a broken bundle fails here, with a
     ``BundleError`` naming the file) and on any later change on disk.
+    ``thorax_bound=False`` leaves maps and boxes unrestricted (benchmarks compare both).
     """
 
     def __init__(self, classifier: str | os.PathLike[str], segmenter: str | os.PathLike[str] | None = None,
                  *, device: str = "auto", priors: dict[str, SizePrior] | None = None,
-                 max_boxes: int = 3) -> None:
+                 max_boxes: int = 3, thorax_bound: bool = True) -> None:
         self.classifier_path = Path(classifier)
         self.segmenter_path = Path(segmenter) if segmenter is not None else None
         self.priors = priors if priors is not None else load_priors()
         self.max_boxes = max_boxes
-        self._last_input: tuple[str, np.ndarray] | None = None  # (content hash, classifier input)
+        self.thorax_bound = thorax_bound
+        # (input hash, classifier input) and (input hash, thorax region) of the last image
+        self._last_input: tuple[str, np.ndarray] | None = None
+        self._last_region: tuple[str, np.ndarray | None] | None = None
         self.set_device(device)
 
     def set_device(self, device: str) -> None:
@@ -259,14 +282,23 @@ class Predictor:
         seg = self._segmenter()
         return seg.card if seg is not None else None
 
-    def cache_key(self, image: XrayImage) -> CacheKey:
-        from cxrview.inference.cache import CacheKey
+    def options(self) -> str:
+        """Predictor settings that change its output (part of the cache key)."""
+        return f"boxes{self.max_boxes}" + ("" if self.thorax_bound else "-unbounded")
 
-        return CacheKey.for_models(image.content_hash, self.card, self.segmenter_card)
+    def cache_key(self, image: XrayImage) -> CacheKey:
+        from cxrview.core import model_input_hash
+        from cxrview.inference.cache import CacheKey
+        from cxrview.inference.validity import header_fields
+
+        return CacheKey.for_models(model_input_hash(image), header_fields(image), self.card,
+                                   self.segmenter_card, options=self.options())
 
     def model_info(self) -> dict[str, Any]:
+        from cxrview.inference.cache import model_identity
+
         card, seg = self.card, self.segmenter_card
-        return {"name": card.name, "version": card.version,
+        return {"name": card.name, "version": card.version, "identity": model_identity(card),
                 "segmenter": {"name": seg.name, "version": seg.version} if seg else None,
                 "device": self.device}
 
@@ -275,14 +307,15 @@ class Predictor:
 
         return torch.from_numpy(array[None]).to(self.device)
 
-    def _classifier_input(self, image: XrayImage, grey: np.ndarray | None = None) -> np.ndarray:
-        from cxrview.core import model_input
+    def _classifier_input(self, image: XrayImage) -> np.ndarray:
+        from cxrview.core import model_input, model_input_hash
         from cxrview.inference.preprocess import prepare_array
 
-        if self._last_input is not None and self._last_input[0] == image.content_hash and image.content_hash:
+        key = model_input_hash(image)
+        if self._last_input is not None and self._last_input[0] == key:
             return self._last_input[1]
-        x = prepare_array(model_input(image) if grey is None else grey, self.card)
-        self._last_input = (image.content_hash, x)
+        x = prepare_array(model_input(image), self.card)
+        self._last_input = (key, x)
         return x
 
     def _finding_index(self, finding: str) -> int:
@@ -292,21 +325,74 @@ class Predictor:
             raise ValueError(f"unknown finding {finding!r} (model labels: {', '.join(self.card.labels)})") \
                 from None
 
-    def cam(self, image: XrayImage, finding: str) -> np.ndarray:
-        """On-demand map for one finding: float32 at the classifier's input size, in [0, 1]."""
+    def _segment(self, grey: np.ndarray, resized: dict[int, np.ndarray]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int] | None:
+        """(boolean masks, probability maps, mask size) from the segmenter, or None without one."""
+        import torch
+
+        from cxrview.inference.preprocess import normalise, resize_square
+
+        seg = self._segmenter()
+        if seg is None:
+            return None
+        size = seg.card.input_size
+        if size not in resized:
+            resized[size] = resize_square(grey, size)
+        x_seg = self._tensor(normalise(resized[size], seg.card))
+        with torch.inference_mode():
+            out = torch.sigmoid(seg.model(x_seg))[0].float().cpu().numpy()
+        probs = {name: out[seg.card.labels.index(name)] for name in SEGMENTER_LABELS}
+        return {name: p > MASK_THRESHOLD for name, p in probs.items()}, probs, size
+
+    def thorax_region(self, image: XrayImage) -> np.ndarray | None:
+        """The thorax region at the segmenter's size for ``image`` (None: no segmenter or no lungs)."""
+        from cxrview.core import model_input, model_input_hash
+        from cxrview.inference.thorax import thorax_region
+
+        key = model_input_hash(image)
+        if self._last_region is not None and self._last_region[0] == key:
+            return self._last_region[1]
+        segmented = self._segment(model_input(image), {})
+        region = thorax_region(segmented[0]) if segmented is not None else None
+        self._last_region = (key, region)
+        return region
+
+    def cam(self, image: XrayImage, finding: str, *,
+            thorax: list[list[float]] | None = None) -> np.ndarray:
+        """On-demand map for one finding: float32 at the classifier's input size, in [0, 1].
+
+        Restricted to the thorax like the maps of :meth:`predict`: to ``thorax`` (a
+        prediction's outline) when given, else to the segmenter's region for this image.
+        """
+        from cxrview.inference.thorax import polygon_region, restrict_cam
+
         index = self._finding_index(finding)
         entry = get_network(self.classifier_path, self.device)
         x = self._tensor(self._classifier_input(image))
         with entry.lock, CamSession(entry.loaded.model, x, target=entry.cam_target()) as session:
-            return session.cam(index)
+            cam = session.cam(index)
+        if not self.thorax_bound:
+            return cam
+        if thorax:
+            region = polygon_region(thorax, (image.width, image.height), cam.shape)
+        else:
+            region = self.thorax_region(image)
+        return restrict_cam(cam, region)
 
     def predict(self, image: XrayImage, *, cam_for: CamFor = "positives",
                 state: CancelState | None = None) -> Prediction:
-        """Run every stage on one image (see the module docstring); raises Cancelled when asked to."""
+        """Run every stage on one image (see the module docstring); raises Cancelled when asked to.
+
+        ``cam_for``: "positives" (maps for the validated positives), a list of findings, or None.
+        """
         import torch
 
-        from cxrview.core import model_input
+        from cxrview.core import model_input, model_input_hash
+        from cxrview.inference.evidence import calibrate, findings_from_probabilities
+        from cxrview.inference.features import feature_tap, ood_score
         from cxrview.inference.preprocess import normalise, resize_square
+        from cxrview.inference.thorax import fit_box_inside, region_polygon, restrict_cam, thorax_region
+        from cxrview.inference.validity import check_validity, header_fields
 
         clock = _Clock()
         _check(state)
@@ -316,59 +402,67 @@ class Predictor:
         for name in wanted or []:
             self._finding_index(name)
         grey = model_input(image)
+        input_hash = model_input_hash(image)
         resized = {card.input_size: resize_square(grey, card.input_size)}
         x_cls = normalise(resized[card.input_size], card)
-        self._last_input = (image.content_hash, x_cls)
+        self._last_input = (input_hash, x_cls)
+        size_xy = (image.width, image.height)
         clock.lap("preprocess")
+        _check(state)
+
+        segmented = self._segment(grey, resized)
+        region = polygon = None
+        scale = (1.0, 1.0)
+        if segmented is not None:
+            masks, _, seg_size = segmented
+            scale = (image.width / seg_size, image.height / seg_size)
+            region = thorax_region(masks)
+            polygon = region_polygon(region, scale_xy=scale) if region is not None else None
+        self._last_region = (input_hash, region)
+        bound = region if self.thorax_bound else None
+        clock.lap("segmenter")
         _check(state)
 
         cams: dict[str, np.ndarray] = {}
         x = self._tensor(x_cls)
         if cam_for is None:
-            with torch.inference_mode():
-                probs = torch.sigmoid(entry.loaded.model(x))[0].float().cpu().numpy()
+            with torch.inference_mode(), feature_tap(entry.loaded.model, target=entry.cam_target()) as taps:
+                raw = torch.sigmoid(entry.loaded.model(x))[0].float().cpu().numpy()
+            features = taps[0][0] if taps else None
+            probabilities = calibrate(card, raw)
+            findings = findings_from_probabilities(card, probabilities)
             clock.lap("classifier")
         else:
             with entry.lock, CamSession(entry.loaded.model, x, target=entry.cam_target()) as session:
                 assert session.logits is not None
-                probs = torch.sigmoid(session.logits)[0].float().cpu().numpy()
+                raw = torch.sigmoid(session.logits)[0].float().cpu().numpy()
+                features = session.features()
+                probabilities = calibrate(card, raw)
+                findings = findings_from_probabilities(card, probabilities)
                 clock.lap("classifier")
                 targets = wanted if wanted is not None else [
-                    name for i, name in enumerate(card.labels) if probs[i] >= card.threshold(name)]
+                    name for name, f in findings.items() if f["positive"]]
                 for name in targets:
                     _check(state)
-                    cams[name] = session.cam(card.labels.index(name))
+                    cams[name] = restrict_cam(session.cam(card.labels.index(name)), bound)
             clock.lap("cam")
-        findings = {name: {"probability": round(float(probs[i]), 4),
-                           "positive": bool(probs[i] >= card.threshold(name)),
-                           "threshold": card.threshold(name)} for i, name in enumerate(card.labels)}
         boxes: list[Box] = []
         for name, cam in cams.items():
-            boxes += boxes_from_cam(cam, name, (image.width, image.height), priors=self.priors,
-                                    max_boxes=self.max_boxes)
+            for box in boxes_from_cam(cam, name, size_xy, priors=self.priors, max_boxes=self.max_boxes):
+                fitted = fit_box_inside(box, polygon if self.thorax_bound else None, size_xy)
+                if fitted is not None:
+                    boxes.append(fitted)
         clock.lap("boxes")
         _check(state)
 
-        prediction = Prediction(path=image.path, image_size=(image.width, image.height),
-                                model=self.model_info(), findings=findings, boxes=boxes,
-                                content_hash=image.content_hash, cams=cams)
-        seg = self._segmenter()
-        seg_grey = resized[card.input_size]
-        probs_seg: dict[str, np.ndarray] | None = None
-        if seg is not None:
-            size = seg.card.input_size
-            seg_grey = resized.get(size)
-            if seg_grey is None:
-                seg_grey = resized[size] = resize_square(grey, size)
-            x_seg = self._tensor(normalise(seg_grey, seg.card))
-            with torch.inference_mode():
-                out = torch.sigmoid(seg.model(x_seg))[0].float().cpu().numpy()
-            probs_seg = {name: out[seg.card.labels.index(name)] for name in SEGMENTER_LABELS}
-            masks = {name: p > MASK_THRESHOLD for name, p in probs_seg.items()}
-            scale = (image.width / size, image.height / size)
+        prediction = Prediction(path=image.path, image_size=size_xy, model=self.model_info(),
+                                findings=findings, boxes=boxes, content_hash=image.content_hash,
+                                input_hash=input_hash, cams=cams, thorax=polygon)
+        seg_grey, probs_seg = resized[card.input_size], None
+        if segmented is not None:
+            masks, probs_seg, seg_size = segmented
+            seg_grey = resized[seg_size]
             prediction.masks, prediction.mask_scale_xy = masks, scale
-            clock.lap("segmenter")
-            _check(state)
             prediction.ctr = measure_ctr(masks["heart"], masks["right_lung"], masks["left_lung"],
                                          scale_xy=scale)
             prediction.ctr_flag = ctr_flag(prediction.ctr, image.view_position)
@@ -376,19 +470,28 @@ class Predictor:
                                    for name, m in masks.items()}
             clock.lap("ctr_masks")
             _check(state)
+        ood = ood_score(card, features) if features is not None else None
         prediction.validity = check_validity(
-            seg_grey, (image.width, image.height), masks=prediction.masks or None, probs=probs_seg,
-            body_part=image.body_part, view_position=image.view_position,
-            ctr_measured=(prediction.ctr is not None) if seg is not None else None)
+            seg_grey, size_xy, masks=prediction.masks or None, probs=probs_seg,
+            header=header_fields(image), ctr=prediction.ctr, ctr_attempted=segmented is not None,
+            ood=ood, ood_threshold=(card.ood or {}).get("threshold"))
         clock.lap("validity")
         prediction.timing_ms = clock.done()
         return prediction
 
 
-def triage_score(data: dict[str, Any]) -> tuple[float, str | None]:
-    """(highest finding probability, that finding): what a worklist sorts by, most suspicious first."""
-    findings = data.get("findings") or {}
+def triage_score(data: dict[str, Any]) -> tuple[float | None, str | None]:
+    """(highest validated finding probability, that finding): what a worklist sorts by.
+
+    (None, None) for a withheld film or a model without validated findings: such
+    films are not "suspicious", they are outside what the model can judge.
+    """
+    from cxrview.inference.gate import is_withheld
+
+    if is_withheld(data):
+        return None, None
+    findings = {n: f for n, f in (data.get("findings") or {}).items() if f.get("validated")}
     if not findings:
-        return 0.0, None
+        return None, None
     name = max(findings, key=lambda n: findings[n]["probability"])
     return float(findings[name]["probability"]), name

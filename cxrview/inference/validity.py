@@ -1,44 +1,78 @@
-"""Is this a frontal chest radiograph like the ones the models were trained on?
+"""The input check: is this a frontal adult chest radiograph like the ones the models learned?
 
-Models answer confidently on anything, including a hip film or an inverted
-chest; the viewer must say when the numbers are meaningless. Checks, each
-cheap and each reported as a score so thresholds can be audited:
+Models answer confidently on anything — a hip, a tibia, an ultrasound frame, an
+inverted or flipped chest. The viewer must not paint findings on such films, so
+this check is a gate: every problem is a message, and the problems marked
+*blocking* withhold the AI output (``gate.presented``) unless the reader asks to
+see it anyway. The others are cautions shown beside the output.
 
-* ``aspect``: width/height far from a chest film's (NIH and JSRT are square-ish).
-* ``lungs``: the segmenter finds two lungs of plausible size, the patient's
-  right lung on the image left, side by side, of comparable area.
-* ``inversion``: the mediastinum/heart is brighter than the lungs in the model
-  input (air is dark on a correctly displayed film). Measured inside the
-  predicted masks when they are plausible, else in fixed regions of a
-  centred PA film (lateral thirds vs the central strip).
-* ``layout``: lungs look plausible but no CTR can be measured (the heart does
-  not straddle the midline between them). On the 52 NIH PNGs the CTR was
-  measurable every time; on their inverted versions never, including those
-  whose masks fooled the brightness check, so this is the second line of
-  defence against inverted input.
-* ``seg_confidence``: mean confidence max(p, 1-p) of the segmenter over the
-  pixels it calls lung or heart or is unsure about; out-of-distribution images
-  give mushy probability maps. (Distance of classifier features to the training
-  distribution would need stats the bundles do not record yet.)
-* DICOM metadata: Body Part Examined other than CHEST, or a lateral view.
+Blocking (not a frontal adult chest radiograph, or not displayed as one):
 
-Thresholds were checked on the 52 NIH test PNGs and the chest/hip/extremity
-DICOM files in ``../shared/data``.
+* DICOM header: a Modality that is not a radiograph (US, MR, CT, MG, dental…),
+  Body Part Examined other than the chest, a lateral view, a patient younger
+  than 18 years (Patient's Age), a very wide or tall image.
+* ``lungs``: the segmenter finds no pair of lungs of plausible size side by side.
+* ``inversion``: the mediastinum is darker than the lungs (an inverted film).
+* ``orientation``: the heart is on the image left of the thoracic midline
+  (left–right flipped — or a true dextrocardia, which the reader can confirm),
+  or above the lungs' centre (upside down).
+* ``seg_confidence``: the segmenter's probability maps are mushy over the
+  structures it claims: the image is unlike anything it was trained on.
+* ``ood``: the classifier's own features are far from its training films
+  (``features.ood_score`` against the threshold in the card's ``ood`` block).
+
+Cautions: lungs of very different size (a collapsed lung or large effusion is
+real pathology, but the contours and CTR are then unreliable), and a heart that
+does not straddle the midline (no CTR).
+
+Each check reports the score behind it, so thresholds can be audited;
+``benchmarks/input_check.py`` measures them on chest films from five sources
+and on non-chest and mis-oriented films.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cxrview.core import XrayImage
+    from cxrview.inference.ctr import CTRMeasurement
 
 MAX_ASPECT = 1.6
 LUNG_AREA = (0.03, 0.40)  # fraction of the image, each lung
 MIN_LUNG_AREA_RATIO = 0.3  # smaller / larger lung
 MIN_INVERSION_MARGIN = 0.0  # mediastinum minus lungs, in [0, 1] grey; below → inverted
 MIN_SEG_CONFIDENCE = 0.85
+# Heart centroid relative to the thoracic midline, in lung-span widths; below → heart on the
+# image left (see benchmarks/input_check.py for the distribution on normal and flipped films).
+MIN_HEART_OFFSET = 0.0
+ADULT_AGE_YEARS = 18
 CHEST_BODY_PARTS = ("CHEST", "THORAX", "LUNG", "HEART", "")
 LATERAL_VIEWS = ("LL", "RL", "LAT", "LATERAL", "RLD", "LLD")
+# Modalities that can hold a chest radiograph: computed/digital radiography, "radiographic
+# imaging" (RG), the retired DR, and secondary captures of films (OT, SC). Anything else
+# (US, MR, CT, MG, IO/PX dental, NM, PT, XA, RF, …) is not a chest radiograph.
+RADIOGRAPH_MODALITIES = ("CR", "DX", "DR", "RG", "OT", "SC", "")
+
+HEADER_FIELDS = ("modality", "body_part", "view_position", "patient_age", "photometric",
+                 "presentation_lut_shape")
+
+
+def header_fields(image: XrayImage) -> dict[str, str | None]:
+    """The header values the check reads (and the results cache therefore keys on)."""
+    return {name: getattr(image, name, None) for name in HEADER_FIELDS}
+
+
+def age_in_years(age: str | None) -> float | None:
+    """DICOM Age String ("045Y", "008M", "003W", "012D") in years; None when absent or malformed."""
+    match = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY])\s*", (age or "").upper())
+    if not match:
+        return None
+    value, unit = int(match.group(1)), match.group(2)
+    return value / {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}[unit]
 
 
 def _largest(mask: np.ndarray) -> np.ndarray | None:
@@ -100,52 +134,113 @@ def seg_confidence(probs: dict[str, np.ndarray]) -> float:
     return float(conf[region].mean())
 
 
+def heart_position(masks: dict[str, np.ndarray]) -> dict[str, float] | None:
+    """Where the heart sits in the thorax: ``heart_offset`` (centroid minus the lung span's centre,
+    in span widths; positive = image right, as on a PA film) and ``heart_drop`` (centroid row
+    minus the lungs' mean row, in lung heights; positive = lower, as on an upright film)."""
+    heart = _largest(masks["heart"]) if "heart" in masks else None
+    right = _largest(masks["right_lung"]) if "right_lung" in masks else None
+    left = _largest(masks["left_lung"]) if "left_lung" in masks else None
+    if heart is None or right is None or left is None:
+        return None
+    hy, hx = np.nonzero(heart)
+    ly, lx = np.nonzero(right | left)
+    span = float(lx.max() - lx.min() + 1)
+    height = float(ly.max() - ly.min() + 1)
+    centre = (lx.min() + lx.max()) / 2.0
+    return {"heart_offset": float((hx.mean() - centre) / span),
+            "heart_drop": float((hy.mean() - ly.mean()) / height)}
+
+
+def _header_problems(image_size: tuple[int, int], header: dict[str, str | None]
+                     ) -> tuple[list[str], dict[str, float]]:
+    problems: list[str] = []
+    scores: dict[str, float] = {}
+    width, height = image_size
+    aspect = max(width, height) / max(1, min(width, height))
+    scores["aspect"] = float(aspect)
+    if aspect > MAX_ASPECT:
+        problems.append(f"unusual aspect ratio {width}×{height}: not a chest film?")
+    modality = (header.get("modality") or "").strip().upper()
+    if modality not in RADIOGRAPH_MODALITIES:
+        problems.append(f"modality is {modality}, not a radiograph: the models read chest X-rays only")
+    part = (header.get("body_part") or "").strip().upper()
+    if part not in CHEST_BODY_PARTS:
+        problems.append(f"body part is {header.get('body_part')!r}, not chest: "
+                        "the models were trained on chest films")
+    if (header.get("view_position") or "").strip().upper() in LATERAL_VIEWS:
+        problems.append("lateral view: the models were trained on frontal (PA/AP) films")
+    years = age_in_years(header.get("patient_age"))
+    if years is not None:
+        scores["patient_age_years"] = float(years)
+        if years < ADULT_AGE_YEARS:
+            problems.append(f"patient aged {years:.0f} years: the models were trained on adult films")
+    return problems, scores
+
+
 def check_validity(
     grey01: np.ndarray,
     image_size: tuple[int, int],
     *,
     masks: dict[str, np.ndarray] | None = None,
     probs: dict[str, np.ndarray] | None = None,
+    header: dict[str, str | None] | None = None,
+    ctr: CTRMeasurement | None = None,
+    ctr_attempted: bool = False,
+    ood: float | None = None,
+    ood_threshold: float | None = None,
     body_part: str | None = None,
     view_position: str | None = None,
-    ctr_measured: bool | None = None,
 ) -> dict[str, Any]:
-    """``{"ok", "warnings", "scores"}`` for one image.
+    """``{"ok", "warnings", "reasons", "withheld", "scores"}`` for one image.
 
-    ``grey01`` is the display-ready model input in [0, 1] (any size, usually
-    the segmenter's); ``masks``/``probs`` are the segmenter's boolean masks and
-    sigmoid maps at that size (None when no segmenter ran); ``image_size`` is
-    the original (width, height); ``ctr_measured`` says whether the CTR could
-    be measured from those masks (None: not attempted).
+    ``grey01`` is the display-ready model input in [0, 1] (any size, usually the
+    segmenter's); ``masks``/``probs`` are the segmenter's boolean masks and sigmoid
+    maps at that size (None when no segmenter ran); ``image_size`` is the original
+    (width, height); ``header`` the values of :func:`header_fields` (``body_part`` and
+    ``view_position`` may be given alone); ``ctr`` the measurement from the masks
+    (``ctr_attempted`` False when none was tried); ``ood`` the classifier's
+    out-of-distribution score and ``ood_threshold`` the card's limit for it.
+    ``reasons`` are the blocking problems; ``withheld`` is True when there are any.
     """
-    warnings: list[str] = []
-    scores: dict[str, float] = {}
-    width, height = image_size
-    aspect = max(width, height) / max(1, min(width, height))
-    scores["aspect"] = round(float(aspect), 4)
-    if aspect > MAX_ASPECT:
-        warnings.append(f"unusual aspect ratio {width}×{height}: not a chest film?")
-    part = (body_part or "").strip().upper()
-    if part not in CHEST_BODY_PARTS:
-        warnings.append(f"body part is {body_part!r}, not chest: the models were trained on chest films")
-    if (view_position or "").strip().upper() in LATERAL_VIEWS:
-        warnings.append("lateral view: the models were trained on frontal (PA/AP) films")
+    header = dict(header or {})
+    header.setdefault("body_part", body_part)
+    header.setdefault("view_position", view_position)
+    reasons, scores = _header_problems(image_size, header)
+    cautions: list[str] = []
     plausible = None
     if masks is not None:
-        lung_warnings, lung_scores = check_lungs(masks)
-        warnings += lung_warnings
+        lung_problems, lung_scores = check_lungs(masks)
         scores.update(lung_scores)
-        plausible = masks if not lung_warnings else None
-        if plausible is not None and ctr_measured is False:
-            warnings.append("heart not found between the lungs: masks and CTR unreliable")
+        for problem in lung_problems:
+            (cautions if problem.startswith("one lung") else reasons).append(problem)
+        if not any(not p.startswith("one lung") for p in lung_problems):
+            plausible = masks
+            position = heart_position(masks)
+            if position is not None:
+                scores.update(position)
+                if position["heart_drop"] < 0:
+                    reasons.append("heart above the lungs: image upside down?")
+                elif position["heart_offset"] < MIN_HEART_OFFSET:
+                    reasons.append("heart on the image left: left–right flipped image "
+                                   "(or dextrocardia)?")
+            if ctr_attempted and ctr is None:
+                cautions.append("heart not found between the lungs: masks and CTR unreliable")
     margin = inversion_margin(grey01, plausible)
-    scores["inversion_margin"] = round(margin, 4)
+    scores["inversion_margin"] = margin
     if margin < MIN_INVERSION_MARGIN:
-        warnings.append("the image looks inverted (lungs brighter than the mediastinum)")
+        reasons.append("the image looks inverted (lungs brighter than the mediastinum)")
     if probs is not None:
         confidence = seg_confidence(probs)
-        scores["seg_confidence"] = round(confidence, 4)
+        scores["seg_confidence"] = confidence
         if confidence < MIN_SEG_CONFIDENCE:
-            warnings.append(f"segmenter unsure ({confidence:.2f}): image unlike the training data")
+            reasons.append(f"segmenter unsure ({confidence:.2f}): image unlike the training data")
+    if ood is not None:
+        scores["ood"] = float(ood)
+        if ood_threshold is not None and ood > ood_threshold:
+            reasons.append(f"image unlike the classifier's training films (score {ood:.2f} > "
+                           f"{ood_threshold:.2f})")
     scores = {k: round(float(v), 4) for k, v in scores.items()}
-    return {"ok": not warnings, "warnings": warnings, "scores": scores}
+    warnings = reasons + cautions
+    return {"ok": not warnings, "warnings": warnings, "reasons": reasons, "withheld": bool(reasons),
+            "scores": scores}

@@ -1,4 +1,5 @@
-"""AI findings in the viewer: the findings dock and the controller that runs predictions.
+"""AI findings in the viewer: the controller that runs predictions and feeds the findings
+dock (:mod:`cxrview.qt.findings_dock`) and the overlay layers.
 
 After an image is displayed the controller runs :meth:`Predictor.predict` through the
 one worker wrapper, in the latest-wins slot ``"predict"``; a result whose content hash
@@ -6,6 +7,11 @@ is not the current image's is dropped. The :class:`Predictor` (which imports tor
 loads two networks, seconds) is built lazily on a worker thread in slot
 ``"predictor"`` and cached per (bundles, device). A missing or broken bundle is shown
 in the dock; the viewer keeps working.
+
+The dock and the layers only ever get :func:`cxrview.inference.gate.presented` output.
+When the input check withheld an image (not a frontal adult chest radiograph) they
+show nothing but the reasons until the reader asks to see the output anyway; that
+choice is remembered per image (its input hash) in the settings, never globally.
 """
 
 from __future__ import annotations
@@ -18,21 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QColor, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import (
-    QDockWidget,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QSlider,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtGui import QAction, QActionGroup
 
+from cxrview.inference.gate import positive_findings, presented
 from cxrview.qt.compat import emit
-from cxrview.qt.overlays import apply_prediction, finding_color, heatmap_rgba, make_layers
+from cxrview.qt.findings_dock import FindingsDock, output_visible
+from cxrview.qt.overlays import apply_prediction, heatmap_rgba, make_layers
 from cxrview.qt.settings import as_bool
 from cxrview.qt.workers import TaskCancelled, TaskState
 
@@ -40,6 +38,9 @@ if TYPE_CHECKING:
     from cxrview.core import XrayImage
     from cxrview.inference.predict import Prediction, Predictor
     from cxrview.qt.main_window import MainWindow
+
+__all__ = ["AIController", "AIResult", "FindingsDock", "ShownAnyway", "cam_task", "load_predictor_task",
+           "predict_task", "prediction_key"]  # FindingsDock re-exported: it lived here before
 
 log = logging.getLogger(__name__)
 
@@ -138,198 +139,56 @@ def predict_task(state: TaskState, predictor: Predictor, image: XrayImage) -> AI
     return AIResult(prediction, prediction.to_dict(), heatmaps)
 
 
-def cam_task(state: TaskState, predictor: Predictor, image: XrayImage, finding: str
-             ) -> tuple[str, str, np.ndarray]:
-    cam = predictor.cam(image, finding)
+def cam_task(state: TaskState, predictor: Predictor, image: XrayImage, finding: str,
+             thorax: list[list[float]] | None = None) -> tuple[str, str, np.ndarray]:
+    """One finding's map on demand, restricted to the thorax outline when the prediction has one."""
+    cam = predictor.cam(image, finding, thorax=thorax)
     if state.cancelled:
         raise TaskCancelled(finding)
     return image.content_hash, finding, heatmap_rgba(cam, (image.width, image.height))
 
 
-# -- widgets ---------------------------------------------------------------------------------
+# -- "show AI output anyway", per image ------------------------------------------------------
 
-class ProbabilityBar(QWidget):
-    """A horizontal bar for a probability with the decision threshold marked."""
-
-    def __init__(self, probability: float, threshold: float, color: QColor,
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.probability = float(probability)
-        self.threshold = float(threshold)
-        self.color = color
-        self.setMinimumSize(60, 12)
-        self.setToolTip(f"p = {self.probability:.3f}, threshold = {self.threshold:.3f}")
-
-    def sizeHint(self) -> QSize:  # Qt override
-        return QSize(120, 14)
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # Qt override
-        p = QPainter(self)
-        r = QRectF(self.rect()).adjusted(0.5, 2.5, -0.5, -2.5)
-        p.fillRect(r, QColor(128, 128, 128, 60))
-        filled = QRectF(r.left(), r.top(), r.width() * max(0.0, min(1.0, self.probability)),
-                        r.height())
-        color = QColor(self.color)
-        if self.probability < self.threshold:
-            color.setAlpha(110)
-        p.fillRect(filled, color)
-        x = r.left() + r.width() * max(0.0, min(1.0, self.threshold))
-        p.setPen(QPen(self.palette().text().color(), 2))
-        p.drawLine(int(x), 0, int(x), self.height())
-        p.end()
+SHOWN_ANYWAY_KEY = "ai/shown_anyway"
+SHOWN_ANYWAY_MAX = 500
 
 
-class FindingRow(QWidget):
-    def __init__(self, name: str, info: dict[str, Any], color: QColor,
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.name = name
-        self.positive = bool(info["positive"])
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 1, 4, 1)
-        label = QLabel(name.replace("_", " "), self)
-        label.setMinimumWidth(120)
-        pct = QLabel(f"{float(info['probability']):.0%}", self)
-        pct.setMinimumWidth(36)
-        pct.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if self.positive:
-            font = label.font()
-            font.setBold(True)
-            label.setFont(font)
-            pct.setFont(font)
-        self.bar = ProbabilityBar(info["probability"], info["threshold"], color, self)
-        layout.addWidget(label)
-        layout.addWidget(self.bar, 1)
-        layout.addWidget(pct)
+def prediction_key(data: dict[str, Any]) -> str:
+    """The per-image key of a prediction: the hash of what the model saw, else of the pixels."""
+    return str(data.get("input_hash") or data.get("content_hash") or "")
 
 
-class FindingsDock(QDockWidget):
-    """Findings with probability bars, model info, validity badge and CTR."""
+class ShownAnyway:
+    """Images whose withheld AI output the reader asked to see, most recent last (bounded).
 
-    finding_selected = Signal(str)
-    opacity_changed = Signal(float)
+    Kept in QSettings so reopening the image, or restarting the app, keeps the choice; a
+    one-element list comes back from INI settings as a plain string, hence the normalising.
+    """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Findings", parent)
-        self.setObjectName("dock_findings")
-        body = QWidget(self)
-        layout = QVBoxLayout(body)
-        layout.setContentsMargins(4, 4, 4, 4)
-        self.model_label = QLabel("Model: not loaded", body)
-        self.model_label.setObjectName("findings_model")
-        self.model_label.setWordWrap(True)
-        self.badge = QLabel(body)
-        self.badge.setObjectName("findings_validity")
-        self.badge.setWordWrap(True)
-        self.badge.setStyleSheet("background: #b3261e; color: white; border-radius: 4px;"
-                                 " padding: 3px; font-weight: bold;")
-        self.badge.hide()
-        self.message = QLabel(body)
-        self.message.setObjectName("findings_message")
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.summary = QLabel(body)
-        self.summary.setObjectName("findings_summary")
-        self.summary.setWordWrap(True)
-        self.ctr_label = QLabel(body)
-        self.ctr_label.setObjectName("findings_ctr")
-        self.ctr_label.setWordWrap(True)
-        self.list = QListWidget(body)
-        self.list.setObjectName("findings_list")
-        self.list.currentItemChanged.connect(self._on_current)
-        opacity_row = QHBoxLayout()
-        opacity_row.addWidget(QLabel("Heatmap opacity", body))
-        self.opacity = QSlider(Qt.Orientation.Horizontal, body)
-        self.opacity.setObjectName("heatmap_opacity")
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(50)
-        self.opacity.valueChanged.connect(self._on_opacity)
-        opacity_row.addWidget(self.opacity, 1)
-        for w in (self.model_label, self.badge, self.message, self.summary, self.ctr_label):
-            layout.addWidget(w)
-        layout.addWidget(self.list, 1)
-        layout.addLayout(opacity_row)
-        self.setWidget(body)
-        self._rows: list[FindingRow] = []
-        self.clear("")
+    def __init__(self, qs: QSettings, *, limit: int = SHOWN_ANYWAY_MAX) -> None:
+        self.qs = qs
+        self.limit = limit
 
-    # -- content -------------------------------------------------------------------------
-    def clear(self, message: str = "") -> None:
-        self.list.blockSignals(True)
-        self.list.clear()
-        self.list.blockSignals(False)
-        self._rows = []
-        self.badge.hide()
-        self.summary.clear()
-        self.ctr_label.clear()
-        self.set_message(message)
+    def keys(self) -> list[str]:
+        value = self.qs.value(SHOWN_ANYWAY_KEY, [])
+        if not value:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value if v]
 
-    def set_message(self, text: str, *, error: bool = False) -> None:
-        self.message.setText(text)
-        self.message.setStyleSheet("color: #ff6b6b; font-weight: bold;" if error else "")
-        self.message.setVisible(bool(text))
+    def __contains__(self, key: object) -> bool:
+        return bool(key) and key in self.keys()
 
-    def message_text(self) -> str:
-        return self.message.text() if not self.message.isHidden() else ""
+    def add(self, key: str) -> None:
+        keys = [k for k in self.keys() if k != key] + [key]
+        self.qs.setValue(SHOWN_ANYWAY_KEY, keys[-self.limit:])
 
-    def set_model_info(self, model: dict[str, Any]) -> None:
-        text = f"Model: {model.get('name', '?')} {model.get('version', '')}".rstrip()
-        seg = model.get("segmenter")
-        if seg:
-            text += f"\nSegmenter: {seg.get('name', '?')} {seg.get('version', '')}".rstrip()
-        text += f"\nDevice: {model.get('device', '?')}"
-        self.model_label.setText(text)
-
-    def set_prediction(self, data: dict[str, Any]) -> None:
-        self.clear("")
-        self.set_model_info(data.get("model") or {})
-        findings: dict[str, dict[str, Any]] = data.get("findings") or {}
-        labels = list(findings)
-        order = sorted(findings, key=lambda n: (not findings[n]["positive"],
-                                                -float(findings[n]["probability"])))
-        for name in order:
-            row = FindingRow(name, findings[name], finding_color(name, labels))
-            item = QListWidgetItem(self.list)
-            item.setData(Qt.ItemDataRole.UserRole, name)
-            item.setSizeHint(row.sizeHint())
-            self.list.setItemWidget(item, row)
-            self._rows.append(row)
-        positives = [n for n in order if findings[n]["positive"]]
-        self.summary.setText(f"{len(positives)} finding(s) above threshold" if positives
-                             else "No finding above threshold")
-        validity = data.get("validity") or {}
-        if not validity.get("ok", True):
-            warnings = validity.get("warnings") or ["input check failed"]
-            self.badge.setText("⚠ Input may be unsuitable:\n" + "\n".join(map(str, warnings)))
-            self.badge.show()
-        ctr = data.get("ctr")
-        if ctr:
-            text = f"CTR {float(ctr['value']):.2f}"
-            if ctr.get("flag"):
-                text += f" — {ctr['flag']}"
-                self.ctr_label.setStyleSheet("color: #ff9f43; font-weight: bold;")
-            else:
-                self.ctr_label.setStyleSheet("")
-            self.ctr_label.setText(text)
-        else:
-            self.ctr_label.setText("CTR: not measured")
-
-    def finding_names(self) -> list[str]:
-        return [row.name for row in self._rows]
-
-    def select_finding(self, name: str | None) -> None:
-        for i in range(self.list.count()):
-            item = self.list.item(i)
-            if item.data(Qt.ItemDataRole.UserRole) == name:
-                self.list.setCurrentItem(item)
-                return
-
-    def _on_current(self, current: QListWidgetItem | None, _previous: object) -> None:
-        if current is not None:
-            emit(self.finding_selected, str(current.data(Qt.ItemDataRole.UserRole)))
-
-    def _on_opacity(self, value: int) -> None:
-        emit(self.opacity_changed, value / 100.0)
+    def remove(self, key: str) -> None:
+        keys = self.keys()
+        if key in keys:
+            self.qs.setValue(SHOWN_ANYWAY_KEY, [k for k in keys if k != key])
 
 
 # -- controller ------------------------------------------------------------------------------
@@ -340,6 +199,7 @@ class AIController(QObject):
     prediction_ready = Signal(object)  # AIResult (current image only)
     prediction_failed = Signal(str)
     predictor_ready = Signal(object)  # Predictor
+    shown_anyway_changed = Signal(str, bool)  # image key, withheld output now shown on request
 
     def __init__(self, window: MainWindow, classifier: str | os.PathLike[str] | None = None,
                  segmenter: str | os.PathLike[str] | None = None) -> None:
@@ -357,12 +217,17 @@ class AIController(QObject):
         self._predictor_key: tuple[str, str | None, str] | None = None
         self._predictor_error: str | None = None
         self.result: AIResult | None = None
+        self.shown: dict[str, Any] | None = None  # presented(result.data): what dock and layers show
+        self.shown_anyway = ShownAnyway(qs)
+        self._forced_unkeyed = False  # "show anyway" for an image without a hash: this display only
         self.dock = FindingsDock(window)
         self.layers = make_layers()
         for name, layer in self.layers.items():
             layer.setVisible(as_bool(qs.value(f"overlays/{name}"), True))
             window.canvas.add_layer(layer)
         self.dock.finding_selected.connect(self.show_heatmap)
+        self.dock.show_anyway_requested.connect(self.show_anyway)
+        self.dock.hide_again_requested.connect(self.hide_again)
         self.dock.opacity_changed.connect(self.layers["heatmap"].setOpacity)
         self.dock.set_message("" if self.enabled else "Automatic findings are off "
                               "(Model › Run Findings Automatically).")
@@ -446,18 +311,21 @@ class AIController(QObject):
     def image_cleared(self) -> None:
         self.runner.cancel("predict")
         self.runner.cancel("cam")
+        self._forget_result()
+        self.dock.clear("")
+
+    def _forget_result(self) -> None:
         self.result = None
+        self.shown = None
+        self._forced_unkeyed = False
         for layer in self.layers.values():
             layer.clear()
-        self.dock.clear("")
 
     def request(self) -> None:
         """Predict for the image now on the canvas (called after each display)."""
         self.runner.cancel("predict")
         self.runner.cancel("cam")
-        self.result = None
-        for layer in self.layers.values():
-            layer.clear()
+        self._forget_result()
         image = self.window.canvas.image()
         if image is None or not self.enabled:
             self.dock.clear("" if self.enabled else "Automatic findings are off.")
@@ -524,17 +392,61 @@ class AIController(QObject):
         return image.content_hash if image is not None else None
 
     def _on_predicted(self, result: AIResult) -> None:
-        if result.prediction.content_hash != self._current_hash():
+        content_hash = result.data.get("content_hash") or getattr(result.prediction, "content_hash", "")
+        if content_hash != self._current_hash():
             return  # stale: the image changed meanwhile
+        self._forget_result()
         self.result = result
-        data = result.data
-        self.dock.set_prediction(data)
-        apply_prediction(self.layers, data)
-        positives = result.prediction.positives
-        if positives:
-            top = max(positives, key=lambda n: data["findings"][n]["probability"])
-            self.dock.select_finding(top)  # shows its heatmap
+        self._present()
         emit(self.prediction_ready, result)
+
+    def _present(self) -> None:
+        """Feed the dock and the layers with what the gate lets through for the current result."""
+        result = self.result
+        if result is None:
+            return
+        key = prediction_key(result.data)
+        force = key in self.shown_anyway if key else self._forced_unkeyed
+        shown = presented(result.data, force=force)
+        self.shown = shown
+        self.runner.cancel("cam")
+        for layer in self.layers.values():
+            layer.clear()
+        self.dock.set_prediction(shown)
+        if not output_visible(shown):
+            return
+        apply_prediction(self.layers, shown)
+        positives = positive_findings(shown)  # validated ones only
+        if positives:
+            top = max(positives, key=lambda n: float(shown["findings"][n]["probability"]))
+            self.dock.select_finding(top)  # shows its heatmap
+
+    def output_withheld(self) -> bool:
+        """True while the current image's AI output is withheld and not shown on request."""
+        return self.shown is not None and not output_visible(self.shown)
+
+    def show_anyway(self) -> None:
+        """Show the current image's withheld output (remembered for this image only)."""
+        if self.result is None or not self.output_withheld():
+            return
+        key = prediction_key(self.result.data)
+        if key:
+            self.shown_anyway.add(key)
+        else:
+            self._forced_unkeyed = True
+        self._present()
+        emit(self.shown_anyway_changed, key, True)
+
+    def hide_again(self) -> None:
+        """Withhold the current image's output again (and forget that it was asked for)."""
+        if self.result is None or self.shown is None or not self.shown.get("forced"):
+            return
+        key = prediction_key(self.result.data)
+        if key:
+            self.shown_anyway.remove(key)
+        self._forced_unkeyed = False
+        self._present()
+        emit(self.shown_anyway_changed, key, False)
 
     def _on_predict_error(self, exc: BaseException) -> None:
         if isinstance(exc, TaskCancelled):
@@ -545,21 +457,24 @@ class AIController(QObject):
         emit(self.prediction_failed, message)
 
     def show_heatmap(self, finding: str) -> None:
-        """Show ``finding``'s Grad-CAM map (computed on demand for negatives)."""
-        result = self.result
-        if result is None:
+        """Show ``finding``'s Grad-CAM map (computed on demand for negatives); nothing while the
+        output is withheld."""
+        result, shown = self.result, self.shown
+        if result is None or shown is None or not output_visible(shown):
             return
-        self.layers["boxes"].set_focus(finding)
+        if finding not in (shown.get("findings") or {}):
+            return
+        self.layers["boxes"].set_focus(finding)  # type: ignore[attr-defined]
         rgba = result.heatmaps.get(finding)
         if rgba is not None:
             self.runner.cancel("cam")
-            self.layers["heatmap"].set_map(finding, rgba)
+            self.layers["heatmap"].set_map(finding, rgba)  # type: ignore[attr-defined]
             return
         image = self.window.canvas.image()
         if self.predictor is None or image is None:
             return
-        handle = self.runner.submit(cam_task, self.predictor, image, finding, slot="cam",
-                                    name=finding)
+        handle = self.runner.submit(cam_task, self.predictor, image, finding, result.data.get("thorax"),
+                                    slot="cam", name=finding)
         handle.returned.connect(self._on_cam)
         handle.errored.connect(self._on_predict_error)
 
@@ -568,7 +483,8 @@ class AIController(QObject):
         if self.result is None or content_hash != self._current_hash():
             return
         self.result.heatmaps[finding] = rgba
-        self.layers["heatmap"].set_map(finding, rgba)
+        if self.shown is not None and output_visible(self.shown):
+            self.layers["heatmap"].set_map(finding, rgba)  # type: ignore[attr-defined]
 
 
 def _ignore_args(fn: Any, arg: object, *_signal_args: object) -> None:

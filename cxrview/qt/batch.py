@@ -2,9 +2,9 @@
 
 Each image is decoded and predicted on the worker wrapper (slot ``"batch"``, so a
 second request replaces the first), with the results cache in front: images
-scored before with the same models (content hash + model identity) cost only a
-decode. Every scored image is streamed to the GUI thread (``state.publish``) and
-shows its triage score in the file list right away; progress and a Cancel
+scored before with the same models (``scoring.predict_cached``: same model input,
+header and model identity) cost only a decode. Every scored image is streamed to the
+GUI thread (``state.publish``) and shows its triage score in the file list right away; progress and a Cancel
 button sit in the status bar. Opening a scored image then shows its findings
 from the cache at once.
 """
@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Scored:
     path: str
-    score: float | None  # None when the image could not be scored
+    score: float | None  # None when the image could not be scored or its output is withheld
     top: str | None
     cached: bool
     error: str | None = None
+    withheld: list[str] | None = None  # the input check's reasons, when the film is withheld
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def score_files_task(state: TaskState, classifier: str, segmenter: str | None, d
     """Worker body (no Qt): predict every path (cache first), publishing a :class:`Scored` each."""
     from cxrview.core import ImageLoadError, load_image
     from cxrview.inference.cache import ResultCache
+    from cxrview.inference.gate import is_withheld, withheld_reasons
     from cxrview.inference.predict import Cancelled, Predictor, triage_score
+    from cxrview.inference.scoring import predict_cached
     from cxrview.qt.ai import leave_a_core_for_the_gui
 
     start = time.perf_counter()
@@ -66,12 +69,8 @@ def score_files_task(state: TaskState, classifier: str, segmenter: str | None, d
             raise TaskCancelled("batch scoring")
         try:
             image = load_image(path)
-            key = predictor.cache_key(image)
-            data = cache.get(key)
-            hit = data is not None
-            if data is None:
-                data = predictor.predict(image, cam_for="positives", state=state).to_dict()
-                cache.put(key, data)
+            result = predict_cached(predictor, image, cache=cache, state=state)
+            data, hit = result.data, result.cached
         except Cancelled:
             raise TaskCancelled("batch scoring") from None
         except (ImageLoadError, RuntimeError, ValueError, MemoryError, OSError) as exc:
@@ -81,7 +80,8 @@ def score_files_task(state: TaskState, classifier: str, segmenter: str | None, d
             score, top = triage_score(data)
             scored += 1
             cached += hit
-            state.publish(Scored(path, score, top, hit))
+            state.publish(Scored(path, score, top, hit,
+                                 withheld=withheld_reasons(data) if is_withheld(data) else None))
         state.set_progress((index + 1) / len(paths))
     return BatchSummary(len(paths), scored, cached, failed, time.perf_counter() - start)
 
@@ -170,9 +170,14 @@ class BatchScorer(QObject):
         self.progress.label.setText(f"Scoring {self._done}/{self._total}")
         self.progress.bar.setValue(round(1000 * self._done / max(1, self._total)))
         if item.score is not None:
-            tip = f"Triage score {item.score:.2f} (highest: {item.top})"
+            tip = f"Triage score {item.score:.2f} (highest validated finding: {item.top})"
             tip += " [cached]" if item.cached else ""
             self.window.file_dock.set_score(item.path, item.score, tip)
+        elif item.withheld is not None:
+            self.window.file_dock.set_score(item.path, None, "AI output withheld: "
+                                            + "; ".join(item.withheld))
+        elif item.error is None:
+            self.window.file_dock.set_score(item.path, None, "No validated finding to rank by")
         else:
             self.window.file_dock.set_score(item.path, None, f"Not scored: {item.error}")
         emit(self.item_scored, item)

@@ -17,7 +17,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QPointF, QProcess, QProcessEnvironment, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QAction, QColor, QFontDatabase, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.qt.compat import emit
+from cxrview.qt.model_evidence import evidence_lines, read_card_json
 from cxrview.qt.workers import TaskCancelled, TaskState
 
 if TYPE_CHECKING:
@@ -563,7 +564,10 @@ class ModelsDialog(QDialog):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._show_details)
         self.details = QTextEdit(self)
+        self.details.setObjectName("models_details")
         self.details.setReadOnly(True)
+        self.details.setLineWrapMode(QTextEdit.LineWrapMode.NoWrap)  # the tables are fixed-width text
+        self.details.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.activate_button = QPushButton("Activate", self)
         self.rollback_button = QPushButton("Roll Back to Selected", self)
         self.activate_button.clicked.connect(self._activate)
@@ -620,6 +624,11 @@ class ModelsDialog(QDialog):
                  f"path: {v.path}"]
         if v.log_path:
             lines.append(f"training log: {v.log_path}")
+        lines.append("")
+        try:
+            lines += evidence_lines(read_card_json(v.path))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:  # a bad card: say so, go on
+            lines.append(f"Validation evidence: card unreadable ({type(exc).__name__}: {exc})")
         if comp:
             ci = comp.get("mean_auroc_diff_ci")
             lines.append(f"\nCompared with {comp.get('baseline')} on the locked set "

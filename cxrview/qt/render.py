@@ -6,7 +6,8 @@ image (``paint_layers``) under Qt's offscreen platform. What each overlay
 shows matches the viewer after a prediction: ``heatmap:FINDING`` is that
 finding's Grad-CAM map at the findings dock's default opacity and focuses the
 boxes on that finding (as clicking it in the dock does); without a heatmap,
-``boxes`` draws the boxes of every positive finding.
+``boxes`` draws the boxes of every positive finding. A film the input check
+withholds gets no overlay unless ``force`` (``gate.presented``), as in the viewer.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def _ensure_app() -> Any:
 
 
 def render_with_overlays(image: XrayImage, grey: np.ndarray, predictor: Predictor,
-                         request: OverlayRequest) -> tuple[np.ndarray, dict[str, Any]]:
-    """(RGB uint8 image with the overlays, the prediction dict they came from)."""
-    from cxrview.qt.overlays import apply_prediction, heatmap_rgba, make_layers
+                         request: OverlayRequest, *, force: bool = False
+                         ) -> tuple[np.ndarray, dict[str, Any]]:
+    """(RGB uint8 image with the overlays, the presented prediction dict they came from)."""
+    from cxrview.inference.gate import presented
+    from cxrview.qt.overlays import apply_prediction, heatmap_rgba, make_layers, paint_layers
 
     labels = list(predictor.card.labels)
     if request.heatmap is not None and request.heatmap not in labels:
@@ -76,8 +79,10 @@ def render_with_overlays(image: XrayImage, grey: np.ndarray, predictor: Predicto
     if (request.masks or request.ctr) and predictor.segmenter_path is None:
         raise ValueError("masks and ctr overlays need a segmenter bundle")
     prediction = predictor.predict(image, cam_for="positives")
-    data = prediction.to_dict()
+    data = presented(prediction.to_dict(), force=force)
     _ensure_app()
+    if data["withheld"] and not data["forced"]:
+        return paint_layers(grey, []), data
     layers = make_layers()
     h, w = grey.shape
     for layer in layers.values():
@@ -93,6 +98,4 @@ def render_with_overlays(image: XrayImage, grey: np.ndarray, predictor: Predicto
         layers["boxes"].set_focus(finding)  # type: ignore[attr-defined]
     shown = {"heatmap": request.heatmap is not None, "boxes": request.boxes,
              "contours": request.masks, "ctr": request.ctr}
-    from cxrview.qt.overlays import paint_layers
-
     return paint_layers(grey, [layers[name] for name, on in shown.items() if on]), data

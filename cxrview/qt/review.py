@@ -220,8 +220,9 @@ class ReviewController(QObject):
     def _model_thresholds(self) -> dict[str, float]:
         try:
             from cxrview.inference.card import ModelCard
+            from cxrview.inference.evidence import operating_points
 
-            return dict(ModelCard.read(self.window.ai.classifier).thresholds)
+            return operating_points(ModelCard.read(self.window.ai.classifier))
         except Exception:  # no bundle: thresholds only colour the model column
             return {}
 
@@ -286,21 +287,22 @@ class ReviewController(QObject):
             return
         from cxrview.core.mislabel import out_of_sample_flags, score_records
         from cxrview.inference.cache import model_identity
+        from cxrview.inference.evidence import operating_points
 
         card = predictor.card
-        if list(card.labels) != list(NIH_FINDINGS):
-            return
+        if list(card.labels) != list(NIH_FINDINGS) or result.prediction.withheld:
+            return  # a film the input check withholds gives no opinion on its labels
         probs = [result.data["findings"][name]["probability"] for name in NIH_FINDINGS]
         oos = out_of_sample_flags(card.training, [self.record])[self.record.id]
         model = model_identity(card)
         try:
             self.ws.store_predictions(model, {self.record.id: probs}, {self.record.id: oos})
             self.ws.store_scores(model, score_records([self.record], {self.record.id: probs},
-                                                      {self.record.id: oos}, dict(card.thresholds)))
+                                                      {self.record.id: oos}, operating_points(card)))
         except (WorkspaceError, OSError) as exc:
             log.warning("could not store the prediction: %s", exc)
             return
-        self._thresholds = dict(card.thresholds)
+        self._thresholds = operating_points(card)
         self.refresh()
 
     def open_image_id(self, image_id: int) -> None:
@@ -469,11 +471,15 @@ class ReviewController(QObject):
 
     def accept_model_box(self) -> None:
         finding = self.dock.selected_finding()
-        result = self.window.ai.result
-        if self.record is None or finding is None or result is None:
+        shown = self.window.ai.shown  # what the viewer shows: nothing of a withheld film
+        if self.record is None or finding is None or shown is None:
             self.window.status.showMessage("Select a finding with a model box first.", 8000)
             return
-        boxes = [b for b in result.data.get("boxes", []) if b["finding"] == finding]
+        if self.window.ai.output_withheld():
+            self.window.status.showMessage("The AI output for this film is withheld (input check); "
+                                           "there is no model box to accept.", 8000)
+            return
+        boxes = [b for b in shown.get("boxes", []) if b["finding"] == finding]
         if not boxes:
             self.window.status.showMessage(f"The model drew no box for {finding}.", 8000)
             return

@@ -74,7 +74,7 @@ def test_findings_dock_and_layers(qtbot, ai_window, nih_dir):
     assert result.data["model"]["name"] in dock.model_label.text()
     assert dock.ctr_label.text().startswith("CTR")
     summary = dock.summary.text()
-    assert ("above threshold" in summary)
+    assert "operating point" in summary
     assert dock.badge.isHidden() == result.data["validity"]["ok"]
 
     layers = win.ai.layers
@@ -177,13 +177,28 @@ def test_broken_bundle_files(qtbot, ai_window, nih_dir, tmp_path):
 
 
 def _fake_prediction(positive: bool, ok: bool) -> dict:
+    """A ``Prediction.to_dict()`` in the validated-findings schema (see tests/gui/test_ai_trust.py)."""
     names = [f"Finding{i}" for i in range(14)]
-    findings = {n: {"probability": 0.9 if positive and i == 3 else 0.01, "positive": positive and i == 3,
-                    "threshold": 0.5} for i, n in enumerate(names)}
-    return {"model": {"name": "m", "version": "1", "device": "cpu"}, "findings": findings,
-            "boxes": [], "masks": {},
+
+    def finding(i: int) -> dict:
+        validated = i < 10  # the last four: too few validation positives
+        p = 0.9 if positive and i == 3 else 0.01
+        return {"probability": p, "validated": validated, "positive": validated and p >= 0.5,
+                "threshold": 0.5 if validated else None, "sensitivity": 0.8 if validated else None,
+                "specificity": 0.9 if validated else None,
+                "sensitivity_ci": [0.7, 0.9] if validated else None,
+                "specificity_ci": [0.85, 0.94] if validated else None,
+                "auroc": 0.85, "auroc_ci": [0.8, 0.9], "n_positives": 40 if validated else 5,
+                "note": "" if validated else "not validated: 5 positives on validation (needs 15)"}
+
+    warnings = [] if ok else ["image looks inverted"]
+    return {"path": "x.png", "content_hash": "px1-x", "input_hash": "in-x", "image_size": [256, 256],
+            "model": {"name": "m", "version": "1", "identity": "m@1", "segmenter": None, "device": "cpu"},
+            "findings": {n: finding(i) for i, n in enumerate(names)},
+            "boxes": [], "masks": {}, "thorax": None,
             "ctr": {"value": 0.61, "heart": [1, 2, 3], "thorax": [0, 4, 3], "flag": "cardiomegaly?"},
-            "validity": {"ok": ok, "warnings": [] if ok else ["image looks inverted"]}}
+            "validity": {"ok": ok, "warnings": warnings, "scores": {}, "withheld": False, "reasons": []},
+            "withheld": False, "timing_ms": {}}
 
 
 def test_dock_summary_badge_and_ctr_flag(qtbot):
@@ -192,13 +207,15 @@ def test_dock_summary_badge_and_ctr_flag(qtbot):
     dock = FindingsDock()
     qtbot.addWidget(dock)
     dock.set_prediction(_fake_prediction(positive=False, ok=False))
-    assert dock.summary.text() == "No finding above threshold"
+    assert dock.summary.text() == "No validated finding above its operating point"
     assert not dock.badge.isHidden() and "image looks inverted" in dock.badge.text()
+    assert dock.banner.isHidden()  # a warning, not withheld
     assert "0.61" in dock.ctr_label.text() and "cardiomegaly?" in dock.ctr_label.text()
     dock.set_prediction(_fake_prediction(positive=True, ok=True))
     assert dock.badge.isHidden()
     assert dock.finding_names()[0] == "Finding3"
-    assert dock.summary.text().startswith("1 finding")
+    assert dock.finding_names()[-4:] == ["Finding10", "Finding11", "Finding12", "Finding13"]
+    assert dock.summary.text() == "1 finding above the operating point"
 
 
 def test_window_creation_does_not_import_torch():

@@ -44,13 +44,18 @@ def test_batch_scoring_streams_scores_sorts_and_caches(qtbot, scored_window, app
     assert [i.path for i in items] == paths  # streamed one by one, in list order
     assert not win.batch.progress.isVisible()
     scores = {p: win.file_dock.score(p) for p in paths}
-    assert all(0.0 <= s <= 1.0 for s in scores.values())
+    withheld = {i.path for i in items if i.withheld is not None}
+    # a withheld film (input check) gets no triage score, every other film one in [0, 1]
+    assert all((scores[p] is None) == (p in withheld) for p in paths)
+    assert all(0.0 <= s <= 1.0 for s in scores.values() if s is not None)
+    assert len(withheld) < len(paths) / 2, withheld
 
-    # triage order: highest score first; the shown image stays selected and is not reloaded
+    # triage order: highest score first (unscored last); the shown image stays selected, not reloaded
     shown = win.file_dock.paths()[win.file_dock.current_row()]
     win.file_dock.set_sort_mode("triage")
     ordered = win.file_dock.paths()
-    assert [scores[p] for p in ordered] == sorted(scores.values(), reverse=True)
+    ranked = [scores[p] for p in ordered if scores[p] is not None]
+    assert ranked == sorted(ranked, reverse=True) and all(scores[p] is None for p in ordered[len(ranked):])
     assert win.file_dock.paths()[win.file_dock.current_row()] == shown
     assert win.settings.qs.value("files/sort") == "triage"
     win.file_dock.set_sort_mode("file")

@@ -37,7 +37,8 @@ def test_predict_and_render_match_the_viewer(qtbot, window, nih_dir, tmp_path):
     window.ai.set_enabled(True)
     with qtbot.waitSignal(window.ai.prediction_ready, timeout=60000) as blocker:
         window.open_paths([image_path])
-    gui = blocker.args[0].data
+    gui = window.ai.shown  # what the viewer shows (gate.presented), as the CLI prints it
+    assert gui is not None and gui["content_hash"] == blocker.args[0].data["content_hash"]
 
     done = _cli("predict", image_path, "--json", "--device", "cpu", "--no-cache")
     assert done.returncode == 0, done.stderr

@@ -14,6 +14,7 @@ from cxrview.inference.architectures import build  # noqa: E402
 from cxrview.inference.bundle import load_bundle, pick_device, save_bundle  # noqa: E402
 from cxrview.inference.card import BundleError, ModelCard  # noqa: E402
 from cxrview.inference.preprocess import prepare_array  # noqa: E402
+from tests.unit.card_factory import evidence_for  # noqa: E402
 
 LABELS = ["Atelectasis", "Cardiomegaly", "Effusion"]
 
@@ -21,7 +22,7 @@ LABELS = ["Atelectasis", "Cardiomegaly", "Effusion"]
 def _card(**overrides) -> ModelCard:
     values = {"name": "test", "version": "0.0.1", "task": "multilabel-classification",
               "architecture": "small-cnn", "labels": LABELS, "input_size": 64,
-              "thresholds": {"Cardiomegaly": 0.3}}
+              "thresholds": {"Cardiomegaly": 0.3}, "evidence": evidence_for(LABELS, ["Cardiomegaly"])}
     values.update(overrides)
     return ModelCard(**values)
 
@@ -42,6 +43,23 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.allclose(model(x[None]), loaded.model(x[None]))
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging left
+
+
+def test_a_threshold_without_evidence_is_no_operating_point() -> None:
+    card = _card(thresholds={"Cardiomegaly": 0.3, "Effusion": 0.4})  # Effusion: not validated
+    assert card.threshold("Cardiomegaly") == 0.3 and card.threshold("Effusion") is None
+    assert card.threshold("Atelectasis") is None  # no silent 0.5 default
+    bare = _card(evidence={})
+    assert all(bare.threshold(label) is None for label in LABELS)
+
+
+def test_calibration_block_is_checked() -> None:
+    with pytest.raises(ValueError, match="calibration"):
+        _card(calibration={"method": "isotonic-magic", "per_label": {}})
+    with pytest.raises(ValueError, match="scale > 0"):
+        _card(calibration={"method": "platt", "per_label": {"Effusion": [-1.0, 0.0]}})
+    card = _card(calibration={"method": "platt", "per_label": {"Effusion": [1.0, -1.0]}})
+    assert ModelCard.from_dict(json.loads(card.to_json())).calibration == card.calibration
 
 
 def test_sha_mismatch_refused(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from cxrview.inference.predict_cli import main as predict_main  # noqa: E402
 from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle  # noqa: E402
 from cxrview.inference.validity import check_validity  # noqa: E402
 from tests.conftest import DICOM_DIR, NIH_DIR  # noqa: E402
+from tests.unit.card_factory import evidence_for  # noqa: E402
 from training.sources import NIH_FINDINGS, SEGMENTATION_STRUCTURES  # noqa: E402
 
 NIH_PNG = NIH_DIR / "00000001_000.png"
@@ -38,14 +39,19 @@ HIP = DICOM_DIR / "hip_cr_12bit_jpeg_extended.dcm"
 SHIPPED = shipped_bundle(CLASSIFIER).exists() and shipped_bundle(SEGMENTER).exists()
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="shipped bundles not trained yet")
 needs_data = pytest.mark.skipif(not NIH_PNG.exists(), reason="NIH test images absent")
-TOP_KEYS = {"path", "model", "findings", "boxes", "ctr", "masks", "validity", "timing_ms"}
+TOP_KEYS = {"path", "content_hash", "input_hash", "model", "findings", "boxes", "ctr", "masks", "thorax",
+            "validity", "withheld", "timing_ms"}
+FINDING_KEYS = {"probability", "validated", "positive", "threshold", "sensitivity", "sensitivity_ci",
+                "specificity", "specificity_ci", "auroc", "auroc_ci", "n_positives", "note"}
 
 
 def _classifier(root: Path, version: str = "0.0.1", seed: int = 0) -> Path:
     torch.manual_seed(seed)
+    # 4 sure positives; a fifth threshold without validation evidence must never call anything
     card = ModelCard(name="tiny-cls", version=version, task="multilabel-classification",
                      architecture="small-cnn", labels=list(NIH_FINDINGS), input_size=64,
-                     thresholds={name: 0.0 for name in NIH_FINDINGS[:4]})  # 4 sure positives
+                     thresholds={name: 0.0 for name in NIH_FINDINGS[:5]},
+                     evidence=evidence_for(list(NIH_FINDINGS), list(NIH_FINDINGS[:4])))
     return save_bundle(root, build("small-cnn", len(NIH_FINDINGS)), card)
 
 
@@ -74,7 +80,7 @@ def nih_image() -> XrayImage:
 
 def _inverted(image: XrayImage) -> XrayImage:
     return replace(image, stored=(255 - image.stored).astype(image.stored.dtype),
-                   content_hash=image.content_hash + "-inv", _stored_range=None)
+                   content_hash=image.content_hash + "-inv")
 
 
 # -- predict ------------------------------------------------------------------------------------
@@ -84,13 +90,18 @@ def test_prediction_json_schema(predictor: Predictor, nih_image: XrayImage) -> N
     d = json.loads(pred.to_json())
     assert TOP_KEYS <= set(d)
     assert d["path"] == str(NIH_PNG)
+    identity = d["model"].pop("identity")
+    assert identity.startswith("tiny-cls@0.0.1#") and "+" in identity
     assert d["model"] == {"name": "tiny-cls", "version": "0.0.1", "device": "cpu",
                           "segmenter": {"name": "tiny-seg", "version": "0.0.1"}}
     assert list(d["findings"]) == NIH_FINDINGS
-    for f in d["findings"].values():
-        assert set(f) == {"probability", "positive", "threshold"}
-        assert f["positive"] == (f["probability"] >= f["threshold"]) and 0 <= f["probability"] <= 1
-    assert set(pred.cams) == set(pred.positives) >= set(NIH_FINDINGS[:4])  # CAMs for positives
+    for name, f in d["findings"].items():
+        assert set(f) == FINDING_KEYS and 0 <= f["probability"] <= 1
+        assert f["validated"] == (name in NIH_FINDINGS[:4])
+        assert f["positive"] == (f["validated"] and f["probability"] >= f["threshold"])
+        assert (f["threshold"] is None) == (not f["validated"]) and (f["note"] == "") == f["validated"]
+    assert not d["findings"][NIH_FINDINGS[4]]["positive"]  # threshold 0 but not validated
+    assert set(pred.cams) == set(pred.positives) == set(NIH_FINDINGS[:4])  # CAMs for positives
     for box in d["boxes"]:
         assert {"finding", "x", "y", "w", "h", "score"} <= set(box) and box["finding"] in pred.cams
         assert 0 <= box["x"] and box["x"] + box["w"] <= nih_image.width + 1e-6 and box["h"] > 0
@@ -98,7 +109,9 @@ def test_prediction_json_schema(predictor: Predictor, nih_image: XrayImage) -> N
     for polygons in d["masks"].values():
         assert all(len(p) >= 3 and all(len(v) == 2 for v in p) for p in polygons)
     assert d["ctr"] is None or {"value", "heart", "thorax", "flag"} <= set(d["ctr"])
-    assert set(d["validity"]) == {"ok", "warnings", "scores"}
+    assert set(d["validity"]) == {"ok", "warnings", "reasons", "withheld", "scores"}
+    assert d["withheld"] == d["validity"]["withheld"] == bool(d["validity"]["reasons"])
+    assert d["input_hash"].startswith("in1-") and d["content_hash"].startswith("px1-")
     assert {"preprocess", "classifier", "cam", "segmenter", "total"} <= set(d["timing_ms"])
     assert Prediction.from_dict(d).to_dict() == d  # cache round trip
 
@@ -249,7 +262,7 @@ def test_shipped_models_accept_chest_and_reject_others(nih_image: XrayImage) -> 
 
 def test_cache_round_trip_and_concurrent_readers(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path / "c" / "p.sqlite3")
-    key = CacheKey("px1-abc", "cls@1#aa", "seg@1#bb")
+    key = CacheKey("in1-abc", "hdr", "cls@1#aa", "seg@1#bb")
     assert cache.get(key) is None
     assert cache.put(key, {"path": "a.png", "x": [1, 2]})
     assert cache.get(key) == {"path": "a.png", "x": [1, 2]}
@@ -269,7 +282,7 @@ def test_cache_round_trip_and_concurrent_readers(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     for i in range(30):
-        assert ResultCache(cache.path).put(CacheKey(f"px1-{i}", "c", "s"), {"i": i})
+        assert ResultCache(cache.path).put(CacheKey(f"in1-{i}", "h", "c", "s"), {"i": i})
     for t in threads:
         t.join()
     assert not errors and len(cache) == 31
@@ -279,7 +292,7 @@ def test_corrupted_cache_is_recreated(tmp_path: Path, caplog: pytest.LogCaptureF
     path = tmp_path / "p.sqlite3"
     path.write_bytes(b"this is not a database" * 200)
     cache = ResultCache(path)
-    key = CacheKey("px1-abc", "c", "s")
+    key = CacheKey("in1-abc", "h", "c", "s")
     with caplog.at_level(logging.WARNING):
         assert cache.get(key) is None
     assert "corrupted" in caplog.text
@@ -302,20 +315,30 @@ def test_cli_json_csv_text_and_failures(tmp_path: Path, bundles: tuple[Path, Pat
     shutil.copy(NIH_PNG, folder / "a.png")
     (folder / "b.png").write_bytes(b"not a png")
     db = tmp_path / "cache.sqlite3"
+    # random-weight models: the segmenter finds no plausible thorax, so the output is withheld
     assert predict_main(_cli(bundles, db, str(folder), "--json")) == 2
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
-    assert len(rows) == 1 and TOP_KEYS <= set(rows[0]) and "cached" not in rows[0]
+    assert len(rows) == 1 and TOP_KEYS | {"forced"} <= set(rows[0]) and "cached" not in rows[0]
+    assert rows[0]["withheld"] and rows[0]["validity"]["reasons"] and not rows[0]["forced"]
+    assert rows[0]["findings"] == {} and rows[0]["boxes"] == [] and rows[0]["masks"] == {}
     assert err.count("\n") == 1 and "b.png" in err
-    assert predict_main(_cli(bundles, db, str(folder / "a.png"), "--json")) == 0
-    again = json.loads(capsys.readouterr().out)
-    assert again["cached"] is True and again["findings"] == rows[0]["findings"]
+    assert predict_main(_cli(bundles, db, str(folder / "a.png"), "--json", "--force")) == 0
+    forced = json.loads(capsys.readouterr().out)
+    assert forced["cached"] is True and forced["forced"] and list(forced["findings"]) == NIH_FINDINGS
+    assert [n for n, f in forced["findings"].items() if f["positive"]] == NIH_FINDINGS[:4]
     assert predict_main(_cli(bundles, db, str(folder / "a.png"), "--csv", "--no-cache")) == 0
     header, row = capsys.readouterr().out.splitlines()
-    assert header.split(",") == ["path", *NIH_FINDINGS, "ctr", "validity_ok"]
-    assert row.startswith(str(folder / "a.png")) and len(row.split(",")) == len(NIH_FINDINGS) + 3
+    assert header.split(",") == ["path", *NIH_FINDINGS, "ctr", "validity_ok", "withheld"]
+    assert row.startswith(str(folder / "a.png")) and len(row.split(",")) == len(NIH_FINDINGS) + 4
+    assert row.split(",")[1:15] == [""] * 14 and row.endswith(",1")  # withheld: no probabilities
     assert predict_main(_cli(bundles, db, str(folder / "a.png"))) == 0
-    assert "Cardiomegaly" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "AI output withheld" in text and "Cardiomegaly" not in text
+    assert predict_main(_cli(bundles, db, str(folder / "a.png"), "--force")) == 0
+    text = capsys.readouterr().out
+    assert "SHOWN ON REQUEST" in text and "Cardiomegaly" in text and "POSITIVE" in text
+    assert "not validated (never called positive): " in text and "research use" in text
 
 
 def test_cli_missing_bundle_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -178,22 +178,52 @@ def test_evaluate_single_label_folders_gives_confusion_matrix(tiny_run: tuple[Pa
     assert len(report["top_losses"]) == 10 and report["per_label"]["Effusion"]["n_pos"] == 6
 
 
-def test_recalibrate_writes_a_bundle_with_validation_thresholds(tiny_run: tuple[Path, list[dict]],
-                                                                 tmp_path: Path) -> None:
+def test_recalibrate_writes_a_bundle_with_validation_evidence(tiny_run: tuple[Path, list[dict]],
+                                                               tmp_path: Path) -> None:
     run, _ = tiny_run
     out = tmp_path / "recal"
     code, events, err = _run(["recalibrate", "--bundle", str(run / "bundle"), "--out", str(out),
-                              "--method", "f1", "--device", "cpu"])
+                              "--min-positives", "2", "--specificity-floor", "0.8",
+                              "--floor", "Effusion=0.95", "--device", "cpu", "--version", "0.1.1"])
     assert code == 0, err
     assert events[-1]["event"] == "done" and events[-1]["bundle"] == str(out)
     old = json.loads((run / "bundle" / "card.json").read_text())
     new = json.loads((out / "card.json").read_text())
-    assert new["weights_sha256"] == old["weights_sha256"]  # same weights, new operating points
-    assert new["training"]["recalibrated"]["method"] == "f1"
-    assert new["training"]["recalibrated"]["previous_thresholds"] == old["thresholds"]
+    assert new["weights_sha256"] == old["weights_sha256"]  # same weights, new evidence
+    assert new["version"] == "0.1.1" and new["parent_version"] == "0.1.0" and new["format"] == 2
+    record = new["training"]["recalibrated"]
+    assert record["rule"]["min_positives"] == 2 and record["rule"]["floors"] == {"Effusion": 0.95}
+    assert record["previous"]["thresholds"] == old["thresholds"]
+    assert new["training"]["config"]["min_positives"] == 2  # the rule travels with the card
     assert new["metrics"]["test"]["mean_auroc"] == pytest.approx(old["metrics"]["test"]["mean_auroc"])
+    evidence = new["evidence"]
+    validated = {k for k, v in evidence["per_label"].items() if v["validated"]}
+    assert set(new["thresholds"]) == validated
+    for label, entry in evidence["per_label"].items():
+        if entry["validated"]:
+            assert entry["n_pos"] >= 2 and entry["specificity"] >= entry["specificity_floor"] - 1e-9
+            assert entry["auroc_ci"][0] > 0.5 and entry["threshold"] == new["thresholds"][label]
+            assert entry["specificity_ci"][0] <= entry["specificity"] <= entry["specificity_ci"][1]
+        else:
+            assert entry["reason"] and label not in new["thresholds"]
+    assert evidence["per_label"]["Effusion"]["specificity_floor"] >= 0.95
+    assert new["calibration"]["method"] == "platt"
+    assert set(new["calibration"]["per_label"]) <= set(new["labels"])
+    assert new["ood"]["threshold"] > 0 and len(new["ood"]["mean"]) == len(new["ood"]["std"])
+    assert "test" in evidence and "positives_per_normal" in new["metrics"]["test"]
     for label, t in new["thresholds"].items():
         assert new["metrics"]["test"]["per_label"][label]["threshold"] == pytest.approx(t)
+
+    # evaluate reproduces the card's evidence on the split it was chosen on, and on test
+    for split in ("val", "test"):
+        code, _, err = _run(["evaluate", "--bundle", str(out), "--split", split, "--out",
+                             str(tmp_path / f"ev-{split}"), "--device", "cpu"])
+        assert code == 0, err
+        report = json.loads((tmp_path / f"ev-{split}" / "report.json").read_text())
+        assert report["card_agreement"]["reproduces"], report["card_agreement"]
+        assert report["card_agreement"]["values_compared"] > 0
+        assert 0 <= report["calibration"]["ece"] <= 1
+        assert (tmp_path / f"ev-{split}" / "reliability.png").is_file()
 
 
 def test_ensemble_of_members_on_one_split_loads_predicts_and_fine_tunes(

@@ -154,11 +154,15 @@ class ReviewDock(QDockWidget):
         for row, f in enumerate(findings):
             self._set_cell(row, 2, f.dataset or "—", f.dataset)
             if f.probability is None:
-                self._set_cell(row, 3, "—", None)
+                self._set_cell(row, 3, "—", None).setToolTip("")
+            elif f.finding not in thresholds:  # no validated operating point: a number, not a call
+                cell = self._set_cell(row, 3, f"{f.probability:.2f} (n.v.)", None)
+                cell.setToolTip("Not validated: the model has too little validation evidence for "
+                                "this finding to call it positive")
             else:
-                decided = f.probability >= thresholds.get(f.finding, 0.5)
+                decided = f.probability >= thresholds[f.finding]
                 self._set_cell(row, 3, f"{f.probability:.2f}" + (" ▲" if decided else ""),
-                               PRESENT if decided else None)
+                               PRESENT if decided else None).setToolTip("")
             text = f.current or "—"
             if f.human is not None:
                 text += " (you)" if f.human.author else ""
