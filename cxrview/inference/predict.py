@@ -38,6 +38,7 @@ from cxrview.inference.boxes import Box, boxes_from_cam, load_priors
 from cxrview.inference.card import BundleError, ModelCard
 from cxrview.inference.ctr import CTRMeasurement, ctr_flag, mask_polygons, measure_ctr
 from cxrview.inference.gradcam import CamSession, cam_target, cam_to_size
+from cxrview.inference.preprocess import resize_square
 
 if TYPE_CHECKING:
     import torch
@@ -325,12 +326,16 @@ class Predictor:
             raise ValueError(f"unknown finding {finding!r} (model labels: {', '.join(self.card.labels)})") \
                 from None
 
-    def _segment(self, grey: np.ndarray, resized: dict[int, np.ndarray]
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int] | None:
-        """(boolean masks, probability maps, mask size) from the segmenter, or None without one."""
+    def _segment(self, grey: np.ndarray, resized: dict[int, np.ndarray], *, mirror: bool = False
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, float | None] | None:
+        """(boolean masks, probability maps, mask size, mirror margin) from the segmenter, or None
+        without one. ``mirror``: segment the left–right mirrored film in the same batch and
+        return how much more sure of the heart the segmenter is on the film than on its mirror
+        (``validity``: negative on most flipped films)."""
         import torch
 
-        from cxrview.inference.preprocess import normalise, resize_square
+        from cxrview.inference.preprocess import normalise
+        from cxrview.inference.validity import heart_confidence
 
         seg = self._segmenter()
         if seg is None:
@@ -338,11 +343,14 @@ class Predictor:
         size = seg.card.input_size
         if size not in resized:
             resized[size] = resize_square(grey, size)
-        x_seg = self._tensor(normalise(resized[size], seg.card))
+        x = normalise(resized[size], seg.card)
+        batch = np.stack([x, np.ascontiguousarray(x[..., ::-1])]) if mirror else x[None]
         with torch.inference_mode():
-            out = torch.sigmoid(seg.model(x_seg))[0].float().cpu().numpy()
-        probs = {name: out[seg.card.labels.index(name)] for name in SEGMENTER_LABELS}
-        return {name: p > MASK_THRESHOLD for name, p in probs.items()}, probs, size
+            out = torch.sigmoid(seg.model(torch.from_numpy(batch).to(self.device))).float().cpu().numpy()
+        heart = seg.card.labels.index("heart")
+        probs = {name: out[0, seg.card.labels.index(name)] for name in SEGMENTER_LABELS}
+        margin = heart_confidence(out[0, heart]) - heart_confidence(out[1, heart]) if mirror else None
+        return {name: p > MASK_THRESHOLD for name, p in probs.items()}, probs, size, margin
 
     def thorax_region(self, image: XrayImage) -> np.ndarray | None:
         """The thorax region at the segmenter's size for ``image`` (None: no segmenter or no lungs)."""
@@ -390,7 +398,7 @@ class Predictor:
         from cxrview.core import model_input, model_input_hash
         from cxrview.inference.evidence import calibrate, findings_from_probabilities
         from cxrview.inference.features import feature_tap, ood_score
-        from cxrview.inference.preprocess import normalise, resize_square
+        from cxrview.inference.preprocess import normalise
         from cxrview.inference.thorax import fit_box_inside, region_polygon, restrict_cam, thorax_region
         from cxrview.inference.validity import check_validity, header_fields
 
@@ -410,11 +418,11 @@ class Predictor:
         clock.lap("preprocess")
         _check(state)
 
-        segmented = self._segment(grey, resized)
+        segmented = self._segment(grey, resized, mirror=True)
         region = polygon = None
         scale = (1.0, 1.0)
         if segmented is not None:
-            masks, _, seg_size = segmented
+            masks, _, seg_size, _ = segmented
             scale = (image.width / seg_size, image.height / seg_size)
             region = thorax_region(masks)
             polygon = region_polygon(region, scale_xy=scale) if region is not None else None
@@ -458,9 +466,9 @@ class Predictor:
         prediction = Prediction(path=image.path, image_size=size_xy, model=self.model_info(),
                                 findings=findings, boxes=boxes, content_hash=image.content_hash,
                                 input_hash=input_hash, cams=cams, thorax=polygon)
-        seg_grey, probs_seg = resized[card.input_size], None
+        seg_grey, probs_seg, mirror_margin = resized[card.input_size], None, None
         if segmented is not None:
-            masks, probs_seg, seg_size = segmented
+            masks, probs_seg, seg_size, mirror_margin = segmented
             seg_grey = resized[seg_size]
             prediction.masks, prediction.mask_scale_xy = masks, scale
             prediction.ctr = measure_ctr(masks["heart"], masks["right_lung"], masks["left_lung"],
@@ -474,7 +482,7 @@ class Predictor:
         prediction.validity = check_validity(
             seg_grey, size_xy, masks=prediction.masks or None, probs=probs_seg,
             header=header_fields(image), ctr=prediction.ctr, ctr_attempted=segmented is not None,
-            ood=ood, ood_threshold=(card.ood or {}).get("threshold"))
+            ood=ood, ood_threshold=(card.ood or {}).get("threshold"), mirror_margin=mirror_margin)
         clock.lap("validity")
         prediction.timing_ms = clock.done()
         return prediction

@@ -189,6 +189,21 @@ def test_mislabel_ordering_finds_the_planted_errors(ws: Workspace) -> None:
     assert ws.image(present[5].id).mislabel_score is None
 
 
+def test_triage_ranks_only_validated_findings(ws: Workspace) -> None:
+    """A model's triage score is its highest probability among findings with an operating point:
+    a not-validated finding's 0.99 ranks nothing, and a model without any ranks no film."""
+    from cxrview.core.mislabel import rescore
+
+    present = query_images(ws, WorklistQuery(sort="file"))[:3]
+    probs = {r.id: [0.99 if n == "Hernia" else 0.1 + 0.1 * i for n in NIH_FINDINGS]
+             for i, r in enumerate(present)}
+    ws.store_predictions("partly-validated", probs, {i: True for i in probs})
+    rescore(ws, "partly-validated", {"Effusion": 0.5, "Mass": 0.5})  # Hernia: not validated
+    assert [ws.image(r.id).triage_score for r in present] == pytest.approx([0.1, 0.2, 0.3])
+    rescore(ws, "partly-validated", {})
+    assert all(ws.image(r.id).triage_score is None for r in present)
+
+
 def test_same_patient_follow_ups(ws: Workspace) -> None:
     image = ws.image_by_file("00029548_015.png")
     assert image is not None
