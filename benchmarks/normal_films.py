@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-MIN_SIDE = 256  # the 64-px NIH copies are not films a reader would open
+MIN_SIDE = 200  # the 64-px NIH copies are not films a reader would open (RSNA copies are 224 px)
 
 
 def nih_normals(dirs: list[str], data_entry: str) -> list[Path]:
@@ -55,11 +55,28 @@ def nih_normals(dirs: list[str], data_entry: str) -> list[Path]:
     return list(found.values())
 
 
-def run_set(predictor, paths: list[Path]) -> dict:
+def legacy_calls(card_path: str | None, predictor, data: dict) -> int | None:
+    """Calls as cxrview made them before validated operating points (for the "before" column):
+    raw probability ≥ the old card's threshold, every finding that had one, no gate."""
+    if card_path is None:
+        return None
+    from cxrview.inference.evidence import logit, platt_parameters, sigmoid
+
+    old = json.loads(Path(card_path).read_text())["thresholds"]
+    scale, bias = platt_parameters(predictor.card.calibration, predictor.card.labels)
+    calls = 0
+    for j, name in enumerate(predictor.card.labels):
+        p = data["findings"][name]["probability"]
+        raw = float(sigmoid((logit(p) - bias[j]) / scale[j]))  # undo the calibration
+        calls += name in old and raw >= old[name]
+    return calls
+
+
+def run_set(predictor, paths: list[Path], legacy: str | None = None) -> dict:
     from cxrview.core import ImageLoadError, load_image
     from cxrview.inference.gate import positive_findings, presented
 
-    shown, forced, reasons = [], [], collections.Counter()
+    shown, forced, before, reasons = [], [], [], collections.Counter()
     called = collections.Counter()
     failed = withheld = 0
     for path in paths:
@@ -75,6 +92,9 @@ def run_set(predictor, paths: list[Path]) -> dict:
         everything = positive_findings(presented(data, force=True))
         shown.append(len(visible))
         forced.append(len(everything))
+        old = legacy_calls(legacy, predictor, data)
+        if old is not None:
+            before.append(old)
         called.update(everything)
         if data["withheld"]:
             withheld += 1
@@ -88,6 +108,8 @@ def run_set(predictor, paths: list[Path]) -> dict:
     per_film_ungated, share_none_ungated = rate(forced)
     return {"n": n, "failed": failed, "positives_per_film": per_film, "share_with_none": share_none,
             "positives_per_film_ungated": per_film_ungated, "share_with_none_ungated": share_none_ungated,
+            "positives_per_film_before": sum(before) / n if before else None,
+            "share_with_none_before": sum(b == 0 for b in before) / n if before else None,
             "withheld": withheld, "withheld_reasons": dict(reasons),
             "calls_ungated": dict(called.most_common())}
 
@@ -105,6 +127,9 @@ def main() -> int:
     parser.add_argument("--rsna-limit", type=int, default=400, help="first N held-out RSNA films")
     parser.add_argument("--model", default=str(shipped_bundle("classifier")))
     parser.add_argument("--segmenter", default=str(shipped_bundle("segmenter")))
+    parser.add_argument("--legacy-card",
+                        help="a card.json from before validated operating points (e.g. `git show "
+                             "0050d90:resources/models/classifier/card.json`): also count its calls")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args()
 
@@ -125,7 +150,7 @@ def main() -> int:
     report = {"model": predictor.model_info(), "sets": {}}
     for name, paths in sets.items():
         start = time.perf_counter()
-        result = run_set(predictor, paths)
+        result = run_set(predictor, paths, args.legacy_card)
         result["seconds"] = round(time.perf_counter() - start, 1)
         report["sets"][name] = result
         print(f"\n{name}: {result['n']} films ({result['seconds']:.0f} s)")
@@ -135,6 +160,10 @@ def main() -> int:
               f"{result['share_with_none']:.0%} with none")
         print(f"  without gate: {result['positives_per_film_ungated']:.2f} per film, "
               f"{result['share_with_none_ungated']:.0%} with none")
+        if result["positives_per_film_before"] is not None:
+            print(f"  before (old thresholds, raw outputs, no gate): "
+                  f"{result['positives_per_film_before']:.2f} per film, "
+                  f"{result['share_with_none_before']:.0%} with none")
         print(f"  withheld by the input check: {result['withheld']} ({result['withheld_reasons'] or 'none'})")
         print(f"  findings called (without gate): {result['calls_ungated'] or 'none'}")
     reserved = card.evidence.get("reserved_nih") or {}

@@ -90,6 +90,8 @@ def _evidence_flags(parser: argparse.ArgumentParser) -> None:
                    metavar="FINDING=FLOOR", help="a finding's own specificity floor (repeatable)")
     g.add_argument("--min-positives", type=int,
                    help="validation positives a finding needs to be validated (default 15)")
+    g.add_argument("--min-auroc-lower", type=float,
+                   help="lower end of the validation AUROC interval a validated finding needs (0.6)")
     g.add_argument("--max-normal-positives", type=float,
                    help="raise the common floor until validation films with no finding get at most "
                         "this many positive calls on average")
@@ -98,7 +100,7 @@ def _evidence_flags(parser: argparse.ArgumentParser) -> None:
 def rule_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The operating-point config keys given on the command line (on top of a saved config's)."""
     out: dict[str, Any] = {key: getattr(args, key) for key in
-                           ("specificity_floor", "min_positives", "max_normal_positives")
+                           ("specificity_floor", "min_positives", "min_auroc_lower", "max_normal_positives")
                            if getattr(args, key, None) is not None}
     if getattr(args, "specificity_floors", None):
         out["specificity_floors"] = dict(args.specificity_floors)

@@ -56,13 +56,14 @@ class TrainConfig:
     threshold_method: str = "youden"
     target_sensitivity: float = 0.9
     # Operating points (training.evidence): a finding is validated with at least min_positives
-    # validation positives and an AUROC interval above chance; its threshold reaches
+    # validation positives and an AUROC interval above min_auroc_lower; its threshold reaches
     # specificity_floor (per finding in specificity_floors) on validation; with
     # max_normal_positives the common floor rises until validation's normal films get at most
     # that many positive calls on average.
     specificity_floor: float = 0.90
     specificity_floors: dict[str, float] = field(default_factory=dict)
     min_positives: int = 15
+    min_auroc_lower: float = 0.6
     max_normal_positives: float | None = None
     max_minutes: float | None = None  # wall-clock budget; stops cleanly after an epoch
     limit: int | None = None  # use only the first N samples (smoke tests)
@@ -98,7 +99,8 @@ class TrainConfig:
 
     def evidence_rule(self) -> dict[str, Any]:
         return {"specificity_floor": self.specificity_floor, "floors": dict(self.specificity_floors),
-                "min_positives": self.min_positives, "max_normal_positives": self.max_normal_positives}
+                "min_positives": self.min_positives, "min_auroc_lower": self.min_auroc_lower,
+                "max_normal_positives": self.max_normal_positives}
 
     @property
     def effective_split_seed(self) -> int:

@@ -10,7 +10,9 @@ only reported on test and, once, on the reserved NIH patients:
   AUROCs do not change. Expected calibration error before and after is recorded.
 * **Operating points** (``choose_operating_points``): a finding is *validated*
   only with at least ``min_positives`` validation positives and an AUROC whose
-  bootstrap interval excludes chance; its threshold is the lowest calibrated
+  bootstrap interval lies above ``min_auroc_lower`` (0.6: an interval reaching
+  down to chance says the ranking may be noise, and a call made from it would
+  mostly be a false alarm); its threshold is the lowest calibrated
   probability whose validation specificity reaches the floor (0.90 by default,
   per finding configurable). Optionally an alarm budget: the common floor rises
   until the validation films with no finding get at most ``max_normal_positives``
@@ -37,6 +39,7 @@ from training import metrics
 
 DEFAULT_SPECIFICITY_FLOOR = 0.90
 DEFAULT_MIN_POSITIVES = 15
+DEFAULT_MIN_AUROC_LOWER = 0.6  # lower end of the AUROC's 95 % interval a validated finding needs
 FLOOR_STEP = 0.005
 MAX_FLOOR = 0.995
 PRIOR_STRENGTH = 2.0  # weight of the prior a = 1, in "images"
@@ -158,7 +161,8 @@ def positives_on_normals(probs: np.ndarray, Y: np.ndarray, M: np.ndarray, labels
 
 def _rule(rule: dict[str, Any] | None) -> dict[str, Any]:
     out = {"specificity_floor": DEFAULT_SPECIFICITY_FLOOR, "floors": {},
-           "min_positives": DEFAULT_MIN_POSITIVES, "max_normal_positives": None}
+           "min_positives": DEFAULT_MIN_POSITIVES, "min_auroc_lower": DEFAULT_MIN_AUROC_LOWER,
+           "max_normal_positives": None}
     out.update({k: v for k, v in (rule or {}).items() if v is not None})
     return out
 
@@ -168,7 +172,8 @@ def choose_operating_points(probs: np.ndarray, Y: np.ndarray, M: np.ndarray, lab
     """(thresholds of the validated findings, the card's ``evidence`` block) on validation data.
 
     ``probs`` are calibrated; ``rule`` may set ``specificity_floor`` (default 0.90),
-    ``floors`` ({finding: floor}), ``min_positives`` (15) and ``max_normal_positives``.
+    ``floors`` ({finding: floor}), ``min_positives`` (15), ``min_auroc_lower`` (0.6) and
+    ``max_normal_positives``.
     """
     rule = _rule(rule)
     per_label: dict[str, dict[str, Any]] = {}
@@ -187,9 +192,10 @@ def choose_operating_points(probs: np.ndarray, Y: np.ndarray, M: np.ndarray, lab
             entry["reason"] = f"{n_pos} positives on validation (needs {int(rule['min_positives'])})"
         elif n_neg < int(rule["min_positives"]):
             entry["reason"] = f"{n_neg} negatives on validation (needs {int(rule['min_positives'])})"
-        elif auroc_ci is None or auroc_ci[0] <= 0.5:
-            entry["reason"] = (f"AUROC {auroc:.2f} on validation, interval includes chance"
-                               if auroc is not None else "no AUROC on validation")
+        elif auroc_ci is None or auroc_ci[0] <= float(rule["min_auroc_lower"]):
+            entry["reason"] = (f"AUROC {auroc:.2f} on validation, interval {auroc_ci[0]:.2f}–"
+                               f"{auroc_ci[1]:.2f} reaches below {float(rule['min_auroc_lower']):.2f}"
+                               if auroc is not None and auroc_ci else "no AUROC on validation")
         else:
             candidates.append(j)
         per_label[label] = entry

@@ -26,7 +26,8 @@ from training.evaluation import attach_evidence, classification_report, held_out
 from training.events import EventLog
 from training.sources import apply_split
 
-RULE_KEYS = ("specificity_floor", "specificity_floors", "min_positives", "max_normal_positives")
+RULE_KEYS = ("specificity_floor", "specificity_floors", "min_positives", "min_auroc_lower",
+             "max_normal_positives")
 
 
 def recalibrate_bundle(bundle_dir: Path, out: Path, *, rule: dict[str, Any] | None = None,

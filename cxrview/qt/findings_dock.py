@@ -432,7 +432,7 @@ class FindingsDock(QDockWidget):
         reasons = withheld_reasons(shown) if shown.get("withheld") else []
         if shown.get("withheld"):
             self.banner.set_state(reasons, forced=bool(shown.get("forced")))
-        self._set_badge(shown.get("validity") or {}, reasons)
+        self._set_badge(shown, reasons)
         if not output_visible(shown):
             return
         self._fill_rows(shown.get("findings") or {})
@@ -440,16 +440,17 @@ class FindingsDock(QDockWidget):
         self.summary.show()
         self._set_ctr(shown.get("ctr"))
 
-    def _set_badge(self, validity: dict[str, Any], in_banner: list[str]) -> None:
+    def _set_badge(self, shown: dict[str, Any], in_banner: list[str]) -> None:
+        """Cautions beside visible output (amber); nothing while the banner withholds the output,
+        since cautions are about contours and CTR that are not shown then."""
+        if shown.get("withheld") and not shown.get("forced"):
+            return
+        validity = shown.get("validity") or {}
         warnings = [str(w) for w in (validity.get("warnings") or []) if str(w) not in in_banner]
-        if not validity.get("ok", True) and not warnings and not in_banner:
-            warnings = ["input check failed"]
         if not warnings:
             return
-        ok = bool(validity.get("ok", True))
-        head = "⚠ Caution:" if ok else "⚠ Input may be unsuitable:"
-        self.badge.setText(head + "\n" + "\n".join(warnings))
-        self.badge.setStyleSheet(f"background: {CAUTION_BG if ok else ALERT_BG}; color: white;"
+        self.badge.setText("⚠ Caution:\n" + "\n".join(warnings))
+        self.badge.setStyleSheet(f"background: {CAUTION_BG}; color: white;"
                                  " border-radius: 4px; padding: 3px; font-weight: bold;")
         self.badge.show()
 

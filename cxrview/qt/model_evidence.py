@@ -66,9 +66,19 @@ def evidence_lines(card: dict[str, Any]) -> list[str]:
         lines.append(text)
     else:
         lines.append("calibration: none (raw model outputs)")
-    normal = evidence.get("normal_positives_per_image")
+    normal = evidence.get("positives_per_normal")
     if normal is not None:
         lines.append(f"films with no finding: {float(normal):.2f} positive findings per image on average")
+    for key, title in (("test", "held-out test split"), ("reserved_nih", "reserved NIH patients")):
+        held = evidence.get(key) or {}
+        if held.get("n_images"):
+            text = f"{title} ({held['n_images']} images)"
+            if held.get("positives_per_normal") is not None:
+                text += (f": {float(held['positives_per_normal']):.2f} positive findings per film with no "
+                         f"finding ({held.get('n_normals')} films)")
+            if held.get("ece") is not None:
+                text += f"; ECE {float(held['ece']):.3f}"
+            lines.append(text)
     width = max(22, *(len(n) for n in per_label))
     lines.append(f"{'finding':{width}s} {'valid':5s} {'n+':>4s} {'n−':>5s}  {'AUROC [95% CI]':19s}  "
                  f"{'sensitivity [CI]':19s}  {'specificity [CI]':19s}  {'thr':>4s}")

@@ -206,22 +206,30 @@ def test_badge_and_banner_text_fully_visible_when_narrow(qtbot, docked):
     assert dock.width() <= 210 and dock.height() <= 260, dock.size()
     banner = dock.findChild(QLabel, "ai_withheld_title").parentWidget()
     assert banner.objectName() == "ai_withheld_banner" and banner.isVisible()
-    labels = [dock.banner.title, dock.banner.reasons, dock.badge]
+    assert dock.banner.title.text() == WITHHELD_TITLE
+    button = dock.banner.show_button  # the button is not clipped either
+    assert button.isVisible() and button.height() >= button.minimumSizeHint().height()
+    assert dock.badge.isHidden()  # cautions are about output that is not shown while withheld
+    labels = [dock.banner.title, dock.banner.reasons]
     for label in labels:
         assert _fits(label), (label.objectName(), label.size(), label.heightForWidth(label.width()))
     for label in labels:  # and not cut off on the right either
         assert label.width() <= dock.scroll.viewport().width(), label.objectName()
-    assert dock.banner.title.text() == WITHHELD_TITLE
+    from cxrview.inference.gate import presented
+
+    dock.set_prediction(presented(fake_prediction(withheld=True, reasons=reasons, warnings=long_warnings),
+                                  force=True))
+    qtbot.wait(20)
+    assert dock.badge.isVisible() and all(w in dock.badge.text() for w in long_warnings)
+    for label in (dock.banner.title, dock.banner.reasons, dock.badge):
+        assert _fits(label), (label.objectName(), label.size(), label.heightForWidth(label.width()))
+        assert label.width() <= dock.scroll.viewport().width(), label.objectName()
+    assert dock.banner.title.text().startswith("Shown on request")
     assert dock.banner.reasons.text() == "\n".join(reasons)  # one per line
-    for w in long_warnings:
-        assert w in dock.badge.text()
     for r in reasons:
         assert r not in dock.badge.text()  # already in the banner
     # the content is taller than the dock: it scrolls instead of squeezing the text
     assert dock.scroll.widget().height() > dock.scroll.viewport().height()
-    # the button is not clipped either
-    button = dock.banner.show_button
-    assert button.isVisible() and button.height() >= button.minimumSizeHint().height()
 
     # not withheld, validity warnings only: the badge alone, fully visible
     dock.set_prediction(fake_prediction(warnings=long_warnings))
@@ -437,7 +445,7 @@ EVIDENCE = {
                    "n_neg": 338, "auroc": None, "auroc_ci": None, "threshold": None, "sensitivity": None,
                    "sensitivity_ci": None, "specificity": None, "specificity_ci": None,
                    "specificity_floor": 0.9}},
-    "normal_positives_per_image": 0.12,
+    "positives_per_normal": 0.12,
     "calibration": {"method": "platt", "ece_raw": 0.081, "ece": 0.023},
 }
 
@@ -461,6 +469,7 @@ def test_models_dialog_shows_the_card_evidence(qtbot, tmp_path):
     assert "split val, 341 images (166 with no finding)" in text
     assert "validated with ≥ 15 positives; operating point at specificity ≥ 0.90" in text
     assert "calibration: platt (ECE 0.081 raw → 0.023)" in text
+    assert "films with no finding: 0.12 positive findings per image on average" in text
     effusion = next(line for line in text.splitlines() if line.startswith("Effusion"))
     for part in ("yes", "42", "299", "0.88 [0.84, 0.91]", "0.78 [0.70, 0.85]", "0.90 [0.87, 0.93]", "0.41"):
         assert part in effusion, (part, effusion)
