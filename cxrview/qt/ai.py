@@ -114,29 +114,23 @@ class AIResult:
 
 
 def predict_task(state: TaskState, predictor: Predictor, image: XrayImage) -> AIResult:
-    """Findings for one image: from the results cache when this image was scored with these
-    models before (heatmaps are then computed on demand), else a full prediction (cached)."""
+    """Findings for one image through the shared cache-first path (``scoring.predict_cached``):
+    from the results cache when these models saw this input before (heatmaps are then computed
+    on demand), else a full prediction (cached)."""
     from cxrview.inference.cache import ResultCache
-    from cxrview.inference.predict import Cancelled, Prediction
+    from cxrview.inference.predict import Cancelled
+    from cxrview.inference.scoring import predict_cached
 
-    cache = ResultCache()
-    key = predictor.cache_key(image) if image.content_hash else None
-    cached = cache.get(key) if key is not None else None
-    if cached is not None:
-        cached = {**cached, "path": image.path}
-        return AIResult(Prediction.from_dict(cached), cached, {})
     try:
-        prediction = predictor.predict(image, cam_for="positives", state=state)
+        scored = predict_cached(predictor, image, cache=ResultCache(), state=state)
     except Cancelled:
         raise TaskCancelled(image.path) from None
-    if key is not None:
-        cache.put(key, prediction.to_dict())
     heatmaps = {}
-    for finding, cam in prediction.cams.items():
+    for finding, cam in scored.prediction.cams.items():
         if state.cancelled:
             raise TaskCancelled(image.path)
-        heatmaps[finding] = heatmap_rgba(cam, prediction.image_size)
-    return AIResult(prediction, prediction.to_dict(), heatmaps)
+        heatmaps[finding] = heatmap_rgba(cam, scored.prediction.image_size)
+    return AIResult(scored.prediction, scored.data, heatmaps)
 
 
 def cam_task(state: TaskState, predictor: Predictor, image: XrayImage, finding: str,
