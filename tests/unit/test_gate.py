@@ -25,6 +25,7 @@ from cxrview.inference.thorax import (
 from cxrview.inference.validity import age_in_years, check_validity
 from tests.conftest import DICOM_DIR, NIH_DIR
 from tests.unit.dicom_factory import make_dicom
+from tests.unit.phantoms import lung_heart_masks
 
 MONO2 = DICOM_DIR / "chest_cr_mono2_8bit_jpeg_baseline.dcm"
 MONO1 = DICOM_DIR / "chest_cr_relabelled_mono1_8bit_jpeg_baseline.dcm"
@@ -50,20 +51,8 @@ def shipped():
 
 # -- thorax geometry (no models) -------------------------------------------------------------------
 
-def _phantom_masks() -> dict[str, np.ndarray]:
-    import cv2
-
-    def ellipse(centre: tuple[int, int], axes: tuple[int, int]) -> np.ndarray:
-        canvas = np.zeros((128, 128), np.uint8)
-        cv2.ellipse(canvas, centre, axes, 0, 0, 360, 1, thickness=-1)
-        return canvas.astype(bool)
-
-    return {"right_lung": ellipse((38, 60), (18, 40)), "left_lung": ellipse((90, 60), (18, 40)),
-            "heart": ellipse((70, 82), (20, 16))}
-
-
 def test_thorax_region_bounds_maps_and_boxes() -> None:
-    masks = _phantom_masks()
+    masks = lung_heart_masks()
     region = thorax_region(masks)
     assert region is not None and region[60, 38] and region[60, 90] and not region[2, 2]
     assert thorax_region({**masks, "left_lung": np.zeros((128, 128), bool)}) is None
@@ -105,7 +94,7 @@ def test_header_reasons_withhold() -> None:
 
 
 def test_one_small_lung_is_a_caution_not_a_withhold() -> None:
-    masks = _phantom_masks()
+    masks = lung_heart_masks()
     small = np.zeros((128, 128), bool)
     small[40:60, 84:96] = True  # a collapsed left lung: 1.5 % of the image
     grey = np.where(masks["right_lung"] | small, 0.2, 0.7).astype(np.float32)

@@ -32,6 +32,7 @@ from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle  # n
 from cxrview.inference.validity import check_validity  # noqa: E402
 from tests.conftest import DICOM_DIR, NIH_DIR  # noqa: E402
 from tests.unit.card_factory import evidence_for  # noqa: E402
+from tests.unit.phantoms import lung_heart_masks  # noqa: E402
 from training.sources import NIH_FINDINGS, SEGMENTATION_STRUCTURES  # noqa: E402
 
 NIH_PNG = NIH_DIR / "00000001_000.png"
@@ -199,20 +200,8 @@ def test_size_likeness() -> None:
 
 # -- validity -------------------------------------------------------------------------------------
 
-def _phantom_masks() -> dict[str, np.ndarray]:
-    import cv2
-
-    def ellipse(centre: tuple[int, int], axes: tuple[int, int]) -> np.ndarray:
-        canvas = np.zeros((128, 128), np.uint8)
-        cv2.ellipse(canvas, centre, axes, 0, 0, 360, 1, thickness=-1)
-        return canvas.astype(bool)
-
-    return {"right_lung": ellipse((35, 64), (20, 45)), "left_lung": ellipse((93, 64), (20, 45)),
-            "heart": ellipse((64, 80), (22, 18))}
-
-
-def test_validity_on_phantom_masks() -> None:
-    masks = _phantom_masks()
+def test_validity_onlung_heart_masks() -> None:
+    masks = lung_heart_masks()
     grey = np.where(masks["right_lung"] | masks["left_lung"], 0.2, 0.7).astype(np.float32)
     crisp = {k: m.astype(np.float32) for k, m in masks.items()}
     good = check_validity(grey, (1024, 1024), masks=masks, probs=crisp, body_part="CHEST", view_position="PA")
