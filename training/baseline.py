@@ -17,7 +17,9 @@ def thumbnails(images: np.ndarray, size: int = 32) -> np.ndarray:
                      for im in images]).reshape(len(images), -1).astype(np.float64) / 255.0
 
 
-def _fit_one(x: np.ndarray, y: np.ndarray, *, l2: float, steps: int, lr: float) -> np.ndarray:
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 300,
+                 lr: float = 0.5) -> np.ndarray:
+    """Class-balanced L2 logistic regression; ``x`` carries a trailing column of ones (bias)."""
     w = np.zeros(x.shape[1])
     pos = max(float(y.mean()), 1e-3)
     weights = np.where(y > 0, 0.5 / pos, 0.5 / max(1 - pos, 1e-3))  # balanced classes
@@ -42,6 +44,6 @@ def thumbnail_logistic_regression(train_images: np.ndarray, labels: np.ndarray, 
         y = labels[rows, j]
         if y.size == 0 or y.min() == y.max():
             continue
-        w = _fit_one(xtr[rows], y, l2=l2, steps=steps, lr=lr)
+        w = fit_logistic(xtr[rows], y, l2=l2, steps=steps, lr=lr)
         out[:, j] = 1.0 / (1.0 + np.exp(-(xte @ w)))
     return out

@@ -38,7 +38,8 @@ def _probs(bundle: Path, samples: list[Sample], device: str, batch_size: int, ca
     card = loaded.card
     if card.task != CLASSIFICATION:
         raise ValueError(f"{bundle}: not a classifier")
-    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache / f"{card.input_size}")
+    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache / f"{card.input_size}",
+                            crop=card.crop)
     out = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
     return card, out["probs"]
 

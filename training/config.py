@@ -37,13 +37,24 @@ class TrainConfig:
     freeze_blocks: int = 0
     unfreeze_epoch: int | None = None  # epoch (0-based) at which frozen blocks thaw
     imbalance: str = "pos_weight"  # "pos_weight" | "sampler" | "none"
-    augment: bool = True
+    # Each epoch draws these shares of its images from the named sources (with replacement;
+    # other sources share the rest by size), e.g. {"rsna-normal": 0.35}: thousands of extra
+    # normal films must not drown the few hundred positives. epoch_size: draws per epoch.
+    source_mix: dict[str, float] = field(default_factory=dict)
+    epoch_size: int | None = None
+    augment: bool | str = True  # True/"mild", "robust" (+ scanner/processing variety), False
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
     # Patient split seed; None = ``seed``. A second ensemble member keeps the first one's split
     # (so its test patients stay unseen) while drawing a different initialisation and data order.
     split_seed: int | None = None
+    # Keep another model's patient split (its card.json, or a split.json) for the patients it
+    # names; only new patients are split by the fractions (paired comparisons with that model).
+    split_from: str | None = None
+    # Classifiers: read the thorax square found by this segmenter bundle instead of the whole
+    # film ({"segmenter": "resources/models/segmenter", "margin": 0.08}); None = whole film.
+    crop: dict[str, Any] | None = None
     patience: int | None = None  # early stopping: epochs without val-loss improvement
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
@@ -91,6 +102,8 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be positive")
         if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
             raise ValueError("split fractions must be in [0, 1)")
+        if self.augment not in (True, False, "mild", "robust"):
+            raise ValueError("augment must be true, false, \"mild\" or \"robust\"")
         floors = [self.specificity_floor, *self.specificity_floors.values()]
         if not all(0.0 < float(f) < 1.0 for f in floors):
             raise ValueError("specificity floors must be in (0, 1)")

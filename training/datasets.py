@@ -1,11 +1,14 @@
-"""Torch datasets over cached, preprocessed images with mild X-ray augmentation.
+"""Torch datasets over cached, preprocessed images with X-ray augmentation.
 
 Images go through the app's own pipeline once (``cxrview.core.load_image`` →
-``model_input`` → ``resize_square``) and are cached as uint8 at the largest
-training size, so progressive resizing and later epochs cost no decoding.
-Augmentation is deliberately mild and anatomy-preserving: small rotations,
-scaling and shifts, brightness/contrast jitter; never horizontal flips (the
-heart's side is anatomy, not noise).
+``model_input`` → optional thorax crop → ``resize_square``) and are cached as
+uint8 at the largest training size, so progressive resizing and later epochs
+cost no decoding. Augmentation is anatomy-preserving: small rotations, scaling
+and shifts, brightness/contrast jitter; never horizontal flips (the heart's side
+is anatomy, not noise). ``"robust"`` augmentation adds what differs between
+scanners and processing pipelines — gamma, CLAHE on or off, blur, noise, JPEG
+re-encoding and down-and-up resampling — so a model cannot tell hospitals (or
+datasets) apart by how their films were processed.
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ if TYPE_CHECKING:
     from training.sources import Sample
 
 
-def _load_grey(path: str, size: int) -> np.ndarray:
+def _load_grey(path: str, size: int, box: tuple[int, int, int] | None = None) -> np.ndarray:
     from cxrview.core import load_image, model_input
+    from cxrview.inference.thorax import crop_square
 
-    grey = resize_square(model_input(load_image(path, allow_large=True)), size)
-    return np.clip(np.rint(grey * 255.0), 0, 255).astype(np.uint8)
+    grey = model_input(load_image(path, allow_large=True))
+    if box is not None:
+        grey = crop_square(grey, box)
+    return np.clip(np.rint(resize_square(grey, size) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _load_mask(path: str, size: int) -> np.ndarray:
@@ -46,21 +52,32 @@ def _load_mask(path: str, size: int) -> np.ndarray:
     return cv2.resize((mask > 127).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
 
 
-def _cache_key(samples: list[Sample], size: int) -> str:
+def _cache_key(samples: list[Sample], size: int, boxes: list | None = None) -> str:
     digest = hashlib.sha256(f"v1:{size}".encode())
     for s in samples:
         digest.update(s.path.encode())
         for m in sorted(s.masks.items()):
             digest.update(repr(m).encode())
+    if boxes is not None:
+        digest.update(repr(boxes).encode())
     return digest.hexdigest()[:20]
 
 
 def build_cache(samples: list[Sample], size: int, structures: list[str] | None, *,
-                cache_dir: Path | None = None,
+                cache_dir: Path | None = None, crop: dict | None = None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(N, size, size) uint8 images and (N, S, size, size) uint8 masks, reusing a disk cache."""
+    """(N, size, size) uint8 images and (N, S, size, size) uint8 masks, reusing a disk cache.
+
+    ``crop``: a classifier card's ``crop`` block — each image is cut to its thorax square first
+    (``training.crops``), exactly as inference will cut it.
+    """
+    boxes: list | None = None
+    if crop:
+        from training.crops import thorax_boxes
+
+        boxes = thorax_boxes(samples, crop, cache_dir=cache_dir)
     if cache_dir is not None:
-        cache_file = cache_dir / f"images-{_cache_key(samples, size)}.npz"
+        cache_file = cache_dir / f"images-{_cache_key(samples, size, boxes)}.npz"
         if cache_file.is_file():
             with np.load(cache_file) as data:
                 return data["images"], (data["masks"] if "masks" in data else None)
@@ -69,7 +86,7 @@ def build_cache(samples: list[Sample], size: int, structures: list[str] | None, 
              if structures else None)
 
     def work(i: int) -> int:
-        images[i] = _load_grey(samples[i].path, size)
+        images[i] = _load_grey(samples[i].path, size, boxes[i] if boxes is not None else None)
         if masks is not None and structures:
             for j, name in enumerate(structures):
                 masks[i, j] = _load_mask(samples[i].masks[name], size)
@@ -99,11 +116,37 @@ def random_affine(rng: np.random.Generator, size: int, *, degrees: float = 7.0,
     return matrix
 
 
+def robust_photometric(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Processing differences between sources, each applied with some probability ([0, 1] floats)."""
+    out = grey
+    if rng.random() < 0.5:
+        out = np.power(np.clip(out, 0.0, 1.0), float(np.exp(rng.uniform(np.log(0.7), np.log(1.45)))))
+    if rng.random() < 0.3:
+        clahe = cv2.createCLAHE(clipLimit=float(rng.uniform(1.0, 3.0)), tileGridSize=(8, 8))
+        out = clahe.apply(np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)).astype(np.float32) / 255.0
+    if rng.random() < 0.25:
+        size = out.shape[0]
+        small = max(16, round(size * rng.uniform(0.45, 0.8)))
+        out = cv2.resize(cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA), (size, size),
+                         interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.2)))
+    if rng.random() < 0.3:
+        out = out + rng.normal(0.0, rng.uniform(0.005, 0.03), out.shape).astype(np.float32)
+    if rng.random() < 0.3:
+        ok, buf = cv2.imencode(".jpg", np.clip(np.rint(out * 255), 0, 255).astype(np.uint8),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 class XrayDataset(Dataset):
     """Cached images (+ masks) → normalised tensors at the current training size."""
 
     def __init__(self, samples: list[Sample], images: np.ndarray, card: ModelCard, *,
-                 masks: np.ndarray | None = None, augment: bool = False, seed: int = 0) -> None:
+                 masks: np.ndarray | None = None, augment: bool | str = False, seed: int = 0) -> None:
+        """``augment``: False, True / "mild" (geometry + brightness), or "robust" (+ processing)."""
         self.samples = samples
         self.images = images
         self.masks = masks
@@ -141,6 +184,8 @@ class XrayDataset(Dataset):
             if masks is not None:
                 masks = np.stack([cv2.warpAffine(m, matrix, (size, size), flags=cv2.INTER_NEAREST,
                                                  borderMode=cv2.BORDER_CONSTANT) for m in masks])
+            if self.augment == "robust":
+                grey = robust_photometric(grey, rng)
             grey = np.clip(grey * rng.uniform(0.9, 1.1) + rng.uniform(-0.05, 0.05), 0.0, 1.0)
         item = {
             "image": torch.from_numpy(normalise(grey, self.card)),

@@ -31,6 +31,7 @@ from training.sources import (
     Sample,
     apply_split,
     folder_samples,
+    list_samples,
     manifest_samples,
     mask_samples,
     nih_samples,
@@ -73,17 +74,36 @@ def pick_training_device(pref: str, info: DistInfo) -> torch.device:
     return device
 
 
+PATH_KEYS = ("images", "masks", "data_entry", "root", "path")
+
+
+def _expanded(source: dict[str, Any]) -> dict[str, Any]:
+    """``~`` in a source's paths means the home folder (configs are shared between machines)."""
+    out = dict(source)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = os.path.expanduser(value)
+        elif isinstance(value, list):
+            out[key] = [os.path.expanduser(v) if isinstance(v, str) else v for v in value]
+    return out
+
+
 def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list[Sample]:
     samples: list[Sample] = []
-    for source in config.sources:
+    for source in map(_expanded, config.sources):
         kind = source.get("type")
         first = len(samples)
         if kind == "nih":
             dirs = source["images"] if isinstance(source["images"], list) else [source["images"]]
             samples += nih_samples(dirs, source["data_entry"], config.labels,
                                    exclude_reserved=not reserved_only, only_reserved=reserved_only)
+        elif kind == "masks" and source.get("reserved_every"):
+            samples += mask_samples(source["images"], source["masks"], config.labels,
+                                    source=source.get("name", "masks"),
+                                    reserved_every=int(source["reserved_every"]), only_reserved=reserved_only)
         elif reserved_only:
-            continue  # only NIH has reserved evaluation patients
+            continue  # only NIH and position-reserved mask sets (Wingspan) have reserved images
         elif kind == "folders":
             samples += folder_samples(source["root"], config.labels, source["mapping"],
                                       source=source.get("name", "folders"),
@@ -94,6 +114,9 @@ def collect_samples(config: TrainConfig, *, reserved_only: bool = False) -> list
                                         reviewed_only=bool(source.get("reviewed_only", False)),
                                         exclude_reserved=bool(source.get("exclude_reserved", True)),
                                         replay=int(source.get("replay", 0) or 0), seed=config.seed)
+        elif kind == "list":
+            samples += list_samples(source["path"], config.labels, key=source.get("key", "train"),
+                                    meaning=source.get("meaning"), source=source.get("name", "list"))
         elif kind == "masks":
             samples += mask_samples(source["images"], source["masks"], config.labels,
                                     source=source.get("name", "masks"))
@@ -115,7 +138,18 @@ def make_card(config: TrainConfig) -> ModelCard:
                      architecture=config.architecture, labels=list(config.labels),
                      input_size=config.input_size, channels=config.channels,
                      architecture_args=dict(config.architecture_args),
-                     normalization=Normalization(**norm), weights_dtype=config.weights_dtype)
+                     normalization=Normalization(**norm), weights_dtype=config.weights_dtype,
+                     crop=crop_block(config))
+
+
+def crop_block(config: TrainConfig) -> dict[str, Any] | None:
+    """The card's ``crop`` block for ``config.crop`` ({"segmenter": bundle, "margin": 0.08})."""
+    if not config.crop or config.task != CLASSIFICATION:
+        return None
+    from training.crops import crop_spec
+
+    segmenter = os.path.expanduser(str(config.crop["segmenter"]))
+    return crop_spec(segmenter, float(config.crop.get("margin", 0.08)))
 
 
 def load_initial_weights(model: nn.Module, weights: str, log: EventLog) -> None:
@@ -168,12 +202,39 @@ def compute_loss(config: TrainConfig, model: nn.Module, batch: dict[str, torch.T
     return segmentation_loss(logits.float(), batch["masks"].to(device))
 
 
-def class_pos_weight(samples: list[Sample]) -> torch.Tensor:
+def class_pos_weight(samples: list[Sample], weights: np.ndarray | None = None) -> torch.Tensor:
+    """neg/pos per label over the known labels, as the loader will draw them (``weights``:
+    per-sample draw weights of a weighted sampler; None = every sample once)."""
     labels = np.stack([s.labels for s in samples])
     known = np.stack([s.known for s in samples])
-    pos = (labels * known).sum(0)
-    neg = ((1 - labels) * known).sum(0)
-    return torch.tensor(np.clip(neg / np.maximum(pos, 1.0), 1.0, 50.0), dtype=torch.float32)
+    w = np.ones(len(samples)) if weights is None else np.asarray(weights, dtype=np.float64)
+    pos = (labels * known * w[:, None]).sum(0)
+    neg = ((1 - labels) * known * w[:, None]).sum(0)
+    floor = float(w[w > 0].min()) if (w > 0).any() else 1.0
+    return torch.tensor(np.clip(neg / np.maximum(pos, floor), 1.0, 50.0), dtype=torch.float32)
+
+
+def source_mix_weights(samples: list[Sample], mix: dict[str, float]) -> np.ndarray:
+    """Per-sample draw weights giving each source its share of an epoch: ``mix`` names shares
+    for some sources (e.g. {"rsna-normal": 0.35}); the other sources share the rest in
+    proportion to their sizes. Mean weight 1."""
+    sources = [s.source for s in samples]
+    counts: dict[str, int] = {}
+    for name in sources:
+        counts[name] = counts.get(name, 0) + 1
+    unknown = set(mix) - set(counts)
+    if unknown:
+        raise ValueError(f"source_mix names sources without training images: {sorted(unknown)}")
+    named = sum(float(v) for v in mix.values())
+    if not 0 < named <= 1:
+        raise ValueError("source_mix shares must add up to at most 1")
+    rest = [name for name in counts if name not in mix]
+    rest_total = sum(counts[name] for name in rest)
+    share = {name: float(mix[name]) for name in mix}
+    for name in rest:
+        share[name] = (1 - named) * counts[name] / rest_total if rest_total else 0.0
+    w = np.array([share[name] / counts[name] for name in sources], dtype=np.float64)
+    return w * len(w) / w.sum()
 
 
 def sampler_weights(samples: list[Sample]) -> torch.Tensor:
@@ -278,8 +339,7 @@ def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dic
         if info.is_main:
             split_file.write_text(json.dumps(split))
     else:
-        split = patient_split(samples, val_fraction=config.val_fraction,
-                              test_fraction=config.test_fraction, seed=config.effective_split_seed)
+        split = split_keeping(config, samples)
         if info.is_main:
             split_file.write_text(json.dumps(split))
     parts = apply_split(samples, split)
@@ -290,16 +350,41 @@ def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dic
     return parts, split
 
 
+def split_keeping(config: TrainConfig, samples: list[Sample]) -> dict[str, list[str]]:
+    """The patient split: ``config.split_from``'s (a card.json or split.json) for the patients it
+    names — so a new model's test patients are the old one's and comparisons stay paired — and a
+    seeded split of the fractions for every other patient."""
+    fresh: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    kept: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    if config.split_from:
+        data = json.loads(Path(config.split_from).read_text(encoding="utf-8"))
+        base = (data.get("training") or {}).get("split_patients") if "training" in data else data
+        if not base:
+            raise ValueError(f"{config.split_from}: no patient split recorded")
+        where = {patient: name for name, patients in base.items() for patient in patients}
+        present = {s.patient for s in samples}
+        for patient, name in where.items():
+            if patient in present:
+                kept.setdefault(name, []).append(patient)
+        samples = [s for s in samples if s.patient not in where]
+    if samples:
+        fresh = patient_split(samples, val_fraction=config.val_fraction,
+                              test_fraction=config.test_fraction, seed=config.effective_split_seed)
+    return {name: sorted(set(kept.get(name, [])) | set(fresh.get(name, [])))
+            for name in ("train", "val", "test")}
+
+
 def caches_for(config: TrainConfig, parts: dict[str, list[Sample]],
                log: EventLog) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     structures = config.labels if config.task != CLASSIFICATION else None
     cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+    crop = crop_block(config)
     out = {}
     for name, samples in parts.items():
         if not samples:
             continue
         log.say(f"caching {len(samples)} {name} images at {max(config.sizes)} px")
-        out[name] = build_cache(samples, max(config.sizes), structures, cache_dir=cache_dir,
+        out[name] = build_cache(samples, max(config.sizes), structures, cache_dir=cache_dir, crop=crop,
                                 progress=lambda d, n, name=name: log.emit("phase", name="cache",
                                                                           split=name, done=d, total=n))
     return out

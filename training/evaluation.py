@@ -87,15 +87,21 @@ def classification_report(
     return report
 
 
-def held_out_report(card: ModelCard, samples: list[Sample], raw: np.ndarray) -> dict[str, Any]:
+def held_out_report(card: ModelCard, samples: list[Sample], raw: np.ndarray,
+                    images: np.ndarray | None = None) -> dict[str, Any]:
     """A held-out split's report at the card's operating points, its ``evidence`` (rates with
-    intervals) and calibration error."""
-    from training.evidence import split_evidence
+    intervals) and calibration error; with the cached ``images``, the shortcut probes when the
+    split mixes sources (``training.shortcuts``)."""
+    from training.evidence import normal_rows, split_evidence
+    from training.shortcuts import shortcut_report
 
     probs = calibrated_probs(card, raw)
+    Y, M = _stack(samples, "labels"), _stack(samples, "known")
     report = classification_report(card.labels, samples, probs, operating_points(card))
-    report["evidence"] = split_evidence(probs, _stack(samples, "labels"), _stack(samples, "known"),
-                                        card.labels, operating_points(card))
+    report["evidence"] = split_evidence(probs, Y, M, card.labels, operating_points(card))
+    if images is not None and len({s.source for s in samples}) > 1:
+        report["shortcuts"] = shortcut_report([s.source for s in samples], normal_rows(Y, M), images,
+                                              probs, operating_points(card), card.labels)
     return report
 
 
@@ -122,11 +128,28 @@ def _ctr(masks: np.ndarray, index: dict[str, int]) -> Any:
     return measure_ctr(*(masks[index[name]] for name in CTR_STRUCTURES))
 
 
+def cleaned_stack(masks: np.ndarray, labels: list[str]) -> np.ndarray:
+    """``anatomy.clean_masks`` on one image's (S, H, W) stack (what the app draws and measures)."""
+    from cxrview.inference.anatomy import clean_masks
+
+    if not all(name in labels for name in CTR_STRUCTURES):
+        return masks
+    cleaned = clean_masks({name: masks[labels.index(name)] for name in CTR_STRUCTURES})
+    out = masks.copy()
+    for name in CTR_STRUCTURES:
+        out[labels.index(name)] = cleaned[name]
+    return out
+
+
 def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
-    pred_masks = preds["probs"] > 0.5
+    """Dice and CTR error of the masks as the app uses them (anatomically cleaned), with the
+    network's raw masks' Dice beside them."""
+    raw_masks = preds["probs"] > 0.5
+    pred_masks = np.stack([cleaned_stack(m, labels) for m in raw_masks])
     true_masks = preds["masks"]
     report: dict[str, Any] = {
         "dice": metrics.dice_per_structure(pred_masks, true_masks, labels),
+        "dice_raw": metrics.dice_per_structure(raw_masks, true_masks, labels),
         "n_images": len(samples),
     }
     idx = {name: labels.index(name) for name in CTR_STRUCTURES if name in labels}
@@ -146,6 +169,7 @@ def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[st
             "p90": float(np.percentile(errors, 90)) if errors else None,
             "n": len(errors),
             "failed": failures,
+            "measured_share": len(errors) / (len(errors) + failures) if errors or failures else None,
         }
     return report
 
@@ -171,7 +195,7 @@ def reserved_report(config: TrainConfig, model: nn.Module, card: ModelCard,
     if not samples:
         return None
     cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
-    images, _ = build_cache(samples, config.input_size, None, cache_dir=cache_dir)
+    images, _ = build_cache(samples, config.input_size, None, cache_dir=cache_dir, crop=card.crop)
     dataset = XrayDataset(samples, images, card)
     preds = predict(model, dataset, device, config.batch_size, config.task)
     report = held_out_report(card, samples, preds["probs"])
@@ -278,7 +302,8 @@ def publish(
                                                             "n_images") if k in val_report}
         if "test" in datasets:
             test = predict(model, datasets["test"], device, config.batch_size, config.task)
-            evaluation["test"] = held_out_report(card, datasets["test"].samples, test["probs"])
+            evaluation["test"] = held_out_report(card, datasets["test"].samples, test["probs"],
+                                                 datasets["test"].images)
             card.evidence["test"] = evaluation["test"]["evidence"]
             write_roc_png(
                 run / "roc_test.png",
@@ -296,6 +321,15 @@ def publish(
             if name in datasets:
                 preds = predict(model, datasets[name], device, config.batch_size, config.task)
                 evaluation[name] = segmentation_report(config.labels, datasets[name].samples, preds)
+        if config.evaluate_reserved:
+            # the position-reserved films of mask sets (Wingspan's every third), once, at publication
+            samples = collect_samples(config, reserved_only=True)
+            if samples:
+                cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+                images, masks = build_cache(samples, config.input_size, config.labels, cache_dir=cache_dir)
+                preds = predict(model, XrayDataset(samples, images, card, masks=masks), device,
+                                config.batch_size, config.task)
+                evaluation["reserved"] = segmentation_report(config.labels, samples, preds)
     for name, report in evaluation.items():
         if report:
             log.emit(
@@ -325,12 +359,12 @@ def publish(
 def measure_ctrs(loaded: Any, samples: list[Sample], *, cache_dir: Path, batch_size: int = 16) -> np.ndarray:
     """The CTR a segmenter bundle measures on each sample (NaN where none could be measured)."""
     card = loaded.card
-    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache_dir)
+    images, _ = build_cache(samples, card.input_size, None, cache_dir=cache_dir, crop=card.crop)
     preds = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, batch_size, card.task)
     where = {name: card.labels.index(name) for name in CTR_STRUCTURES}
     values = []
     for masks in preds["probs"] > 0.5:
-        m = _ctr(masks, where)
+        m = _ctr(cleaned_stack(masks, card.labels), where)
         values.append(np.nan if m is None else m.value)
     return np.array(values, dtype=np.float64)
 
@@ -443,7 +477,8 @@ def evaluate_bundle(
         raise ValueError(f"no images for split {split!r} in the given sources")
     out.mkdir(parents=True, exist_ok=True)
     structures = card.labels if card.task != CLASSIFICATION else None
-    images, masks = build_cache(samples, card.input_size, structures, cache_dir=out / "cache")
+    images, masks = build_cache(samples, card.input_size, structures, cache_dir=out / "cache",
+                                crop=card.crop)
     dataset = XrayDataset(samples, images, card, masks=masks)
     preds = predict(loaded.model, dataset, loaded.device, batch_size, card.task)
     if card.task == CLASSIFICATION:
@@ -451,7 +486,7 @@ def evaluate_bundle(
         from training.report import write_reliability_png
 
         probs = calibrated_probs(card, preds["probs"])
-        report = held_out_report(card, samples, preds["probs"])
+        report = held_out_report(card, samples, preds["probs"], images)
         report["top_losses"] = image_top_losses(samples, probs)
         if all(s.group is not None for s in samples):
             mappings = {k: v for src in config.sources if src.get("type") == "folders"

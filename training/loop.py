@@ -30,6 +30,7 @@ from training.engine import (
     prepare_run,
     sampler_weights,
     set_frozen,
+    source_mix_weights,
     validation_score,
 )
 from training.events import EventLog
@@ -72,13 +73,26 @@ def _loader(config: TrainConfig, dataset: XrayDataset, info: DistInfo, epoch: in
         sampler.set_epoch(epoch)
         return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
                           num_workers=config.num_workers)
-    if config.imbalance == "sampler" and config.task == CLASSIFICATION:
-        sampler = WeightedRandomSampler(sampler_weights(dataset.samples), len(dataset),
-                                        replacement=True, generator=generator)
+    weights = draw_weights(config, dataset.samples)
+    if weights is not None:
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64),
+                                        config.epoch_size or len(dataset), replacement=True,
+                                        generator=generator)
         return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
                           num_workers=config.num_workers)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
                       num_workers=config.num_workers, drop_last=len(dataset) > config.batch_size)
+
+
+def draw_weights(config: TrainConfig, samples: list) -> np.ndarray | None:
+    """Per-sample draw weights of the training loader (None: plain shuffling)."""
+    weights = None
+    if config.imbalance == "sampler" and config.task == CLASSIFICATION:
+        weights = sampler_weights(samples).numpy()
+    if config.source_mix:
+        mix = source_mix_weights(samples, config.source_mix)
+        weights = mix if weights is None else weights * mix
+    return weights
 
 
 def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
@@ -119,12 +133,14 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
 
     pos_weight = None
     if config.task == CLASSIFICATION and config.imbalance == "pos_weight":
-        pos_weight = class_pos_weight(parts["train"]).to(device)
+        pos_weight = class_pos_weight(parts["train"], draw_weights(config, parts["train"])).to(device)
 
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=config.lr,
                                   weight_decay=config.weight_decay)
-    per_rank = math.ceil(len(datasets["train"]) / info.world)
-    drop_last = info.world == 1 and config.imbalance != "sampler" and per_rank > config.batch_size
+    weighted = draw_weights(config, parts["train"]) is not None
+    per_rank = math.ceil((config.epoch_size if weighted and config.epoch_size else len(datasets["train"]))
+                         / info.world)
+    drop_last = info.world == 1 and not weighted and per_rank > config.batch_size
     steps_per_epoch = max(1, per_rank // config.batch_size if drop_last
                           else math.ceil(per_rank / config.batch_size))
     scheduler: Any = None

@@ -78,7 +78,8 @@ def out_of_fold(config: TrainConfig, folds: int, log: EventLog) -> Path:
 def _predict_lines(bundle: Path, samples: list[Sample], k: int, fold_dir: Path) -> list[str]:
     loaded = load_bundle(bundle, device="cpu")
     card = loaded.card
-    images, _ = build_cache(samples, card.input_size, None, cache_dir=fold_dir / "cache-held-out")
+    images, _ = build_cache(samples, card.input_size, None, cache_dir=fold_dir / "cache-held-out",
+                            crop=card.crop)
     raw = predict(loaded.model, XrayDataset(samples, images, card), loaded.device, 32, card.task)["probs"]
     probs = calibrate(card, raw)
     out = []

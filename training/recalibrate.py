@@ -56,7 +56,7 @@ def recalibrate_bundle(bundle_dir: Path, out: Path, *, rule: dict[str, Any] | No
         cache = Path(cache_dir) if cache_dir else scratch / "cache"
 
         def dataset(samples: list) -> XrayDataset:
-            images, _ = build_cache(samples, card.input_size, None, cache_dir=cache)
+            images, _ = build_cache(samples, card.input_size, None, cache_dir=cache, crop=card.crop)
             return XrayDataset(samples, images, card)
 
         datasets = {name: dataset(parts[name]) for name in ("train", "val") if parts.get(name)}

@@ -165,6 +165,34 @@ def folder_samples(root: str | Path, labels: list[str], mapping: dict[str, dict[
     return samples
 
 
+def list_samples(list_file: str | Path, labels: list[str], *, key: str = "train",
+                 meaning: dict[str, int] | None = None, source: str = "list") -> list[Sample]:
+    """Images named in a JSON file (``{key: [paths]}``), all with the same labels: ``meaning``
+    as in :func:`folder_samples` (``{"*": 0}`` = every finding known absent, a normal film).
+
+    For curated sets such as the RSNA "Normal" films, de-duplicated against every local NIH
+    image and with a held-out part under another key. Each image is its own patient.
+    """
+    data = json.loads(Path(list_file).expanduser().read_text(encoding="utf-8"))
+    if key not in data:
+        raise ValueError(f"{list_file}: no list {key!r} (has {', '.join(sorted(data))})")
+    meaning = meaning or {"*": 0}
+    vector = np.zeros(len(labels), np.float32)
+    known = np.zeros(len(labels), np.float32)
+    if meaning.get("*") == 0:
+        known[:] = 1.0
+    for label, value in meaning.items():
+        if label in labels:
+            vector[labels.index(label)] = float(value)
+            known[labels.index(label)] = 1.0
+    samples = []
+    for raw in data[key]:
+        path = Path(raw).expanduser()
+        samples.append(Sample(path=str(path), patient=f"{source}:{path.stem}", source=source,
+                              labels=vector.copy(), known=known.copy()))
+    return samples
+
+
 def manifest_samples(manifest_path: str | Path, labels: list[str], *, include_uncertain: bool = False,
                      reviewed_only: bool = False, exclude_reserved: bool = True,
                      splits: tuple[str, ...] = ("train", "val"), replay: int = 0,
@@ -230,22 +258,40 @@ def manifest_samples(manifest_path: str | Path, labels: list[str], *, include_un
     return samples
 
 
+def _mask_stem(name: str) -> str:
+    """Name without its extension and JSRT's ``.IMG`` (``JPCLN001.IMG.png`` ↔ ``JPCLN001.gif``);
+    dotted names such as Wingspan's DICOM UIDs (``1.2.156….12600.png``) keep their dots."""
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return stem[:-4] if stem.upper().endswith(".IMG") else stem
+
+
+def reserved_by_position(names: list[str], every: int) -> set[str]:
+    """Names at sorted positions 0, every, 2·every, … (the Wingspan rule: every third is reserved)."""
+    return {name for i, name in enumerate(sorted(names)) if i % every == 0}
+
+
 def mask_samples(images_dir: str | Path, masks_dir: str | Path,
-                 structures: list[str] | None = None, *, source: str = "jsrt") -> list[Sample]:
+                 structures: list[str] | None = None, *, source: str = "jsrt",
+                 reserved_every: int | None = None, only_reserved: bool = False) -> list[Sample]:
     """Image + per-structure mask folders (JSRT/SCR layout: masks/<structure>/<stem>.gif|png).
 
     An image is used only when every structure has a mask; file stems are
-    matched after dropping extra suffixes (``JPCLN001.IMG.png`` ↔ ``JPCLN001.gif``).
+    matched without the extension (and JSRT's ``.IMG``). ``reserved_every``: the
+    images at sorted positions 0, n, 2n, … are reserved for acceptance evaluation
+    and left out (``only_reserved``: only they are returned), as for the reserved
+    NIH patients. Masks are binarised at > 127 when loaded (anti-aliased edges).
     """
     structures = structures or SEGMENTATION_STRUCTURES
     masks_root = Path(masks_dir)
-    index = {s: {p.name.split(".")[0]: p for p in (masks_root / s).glob("*") if p.is_file()}
+    index = {s: {_mask_stem(p.name): p for p in (masks_root / s).glob("*") if p.is_file()}
              for s in structures}
+    images = [p for p in sorted(Path(images_dir).glob("*")) if p.is_file() and not p.name.startswith(".")]
+    reserved = reserved_by_position([p.name for p in images], reserved_every) if reserved_every else set()
     samples = []
-    for image in sorted(Path(images_dir).glob("*")):
-        if not image.is_file():
+    for image in images:
+        if (image.name in reserved) != only_reserved:
             continue
-        stem = image.name.split(".")[0]
+        stem = _mask_stem(image.name)
         found = {s: index[s].get(stem) for s in structures}
         if any(v is None for v in found.values()):
             continue

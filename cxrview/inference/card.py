@@ -70,6 +70,9 @@ class ModelCard:
     evidence: dict[str, Any] = field(default_factory=dict)
     # Feature statistics for the out-of-distribution score (``validity``); None = not available.
     ood: dict[str, Any] | None = None
+    # The classifier reads a square crop around the segmenter's lungs and heart instead of the
+    # whole film: {"method": "thorax", "margin": 0.08, "segmenter": {...}}; None = whole film.
+    crop: dict[str, Any] | None = None
     format: int = CARD_FORMAT
 
     def __post_init__(self) -> None:
@@ -91,6 +94,8 @@ class ModelCard:
         from cxrview.inference.evidence import check_calibration
 
         check_calibration(self.calibration, self.labels)
+        if self.crop is not None and self.crop.get("method") != "thorax":
+            raise ValueError(f"unknown crop method {self.crop.get('method')!r} (known: thorax)")
 
     def is_validated(self, label: str) -> bool:
         """Enough validation evidence for this finding to be called positive (card evidence)."""
@@ -108,7 +113,7 @@ class ModelCard:
         import hashlib
 
         parts = {k: getattr(self, k) for k in ("labels", "input_size", "channels", "thresholds",
-                                                "calibration", "ood", "evidence")}
+                                                "calibration", "ood", "evidence", "crop")}
         parts["normalization"] = asdict(self.normalization)
         text = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -4,10 +4,12 @@ Qt-free so the CLI, the GUI worker and tests share it. Cost is dominated by the
 two forward passes; everything else is kept off that path:
 
 * ``model_input`` (the display pipeline) runs once; both networks resize from it.
-* The segmenter runs first, under ``torch.inference_mode``: its lungs and heart
-  give the thorax region (``thorax``) that bounds heatmaps and boxes, and feed
-  the input check. Masks stay at model size; coordinates are scaled with
-  ``scale_xy`` (no full-size mask upsampling).
+* The segmenter runs first, under ``torch.inference_mode``; its masks are
+  cleaned by anatomy (``anatomy.clean_masks``: one component per organ, nothing
+  below the costophrenic angles). Its lungs and heart give the thorax region
+  (``thorax``) that bounds heatmaps and boxes, and feed the input check. Masks
+  stay at model size; coordinates are scaled with ``scale_xy`` (no full-size
+  mask upsampling).
 * The classifier runs once, with autograd recording only its head (see
   ``gradcam.CamSession``), so probabilities, every requested map and the
   pooled features of the out-of-distribution score come from one pass.
@@ -66,9 +68,10 @@ class Prediction:
     """Everything one prediction produced; ``to_dict()`` is the JSON schema of ``cxrview predict``.
 
     Always complete: whether it may be shown is decided afterwards by
-    ``gate.presented`` (``withheld``). Arrays (``cams`` at the classifier's input
-    size, already restricted to the thorax; ``masks`` at the segmenter's) are
-    for drawing and are not serialised; a Prediction rebuilt from the cache has
+    ``gate.presented`` (``withheld``). Arrays (``cams`` over the whole film,
+    already restricted to the thorax — a cropping classifier's maps are placed
+    back where its crop was; ``masks`` at the segmenter's size) are for drawing
+    and are not serialised; a Prediction rebuilt from the cache has
     none and gets maps through ``Predictor.cam``.
     """
 
@@ -81,6 +84,7 @@ class Prediction:
     ctr_flag: str | None = None
     polygons: dict[str, list[list[list[float]]]] = field(default_factory=dict)
     thorax: list[list[float]] | None = None  # convex thorax outline bounding maps and boxes
+    crop: list[int] | None = None  # [x0, y0, side] the classifier read, when its card crops
     validity: dict[str, Any] = field(default_factory=lambda: {
         "ok": True, "warnings": [], "reasons": [], "withheld": False, "scores": {}})
     timing_ms: dict[str, float] = field(default_factory=dict)
@@ -128,6 +132,7 @@ class Prediction:
             "ctr": ctr,
             "masks": self.polygons,
             "thorax": self.thorax,
+            "crop": self.crop,
             "validity": self.validity,
             "withheld": self.withheld,
             "timing_ms": self.timing_ms,
@@ -152,7 +157,8 @@ class Prediction:
         return cls(path=d["path"], image_size=(int(size[0]), int(size[1])), model=d["model"],
                    findings=d["findings"], boxes=boxes, ctr=ctr,
                    ctr_flag=ctr_d.get("flag") if ctr_d else None, polygons=d.get("masks") or {},
-                   thorax=d.get("thorax"), validity=d["validity"], timing_ms=d.get("timing_ms") or {},
+                   thorax=d.get("thorax"), crop=d.get("crop"), validity=d["validity"],
+                   timing_ms=d.get("timing_ms") or {},
                    content_hash=d.get("content_hash", ""), input_hash=d.get("input_hash", ""),
                    cached=True)
 
@@ -246,9 +252,7 @@ class Predictor:
         self.priors = priors if priors is not None else load_priors()
         self.max_boxes = max_boxes
         self.thorax_bound = thorax_bound
-        # (input hash, classifier input) and (input hash, thorax region) of the last image
-        self._last_input: tuple[str, np.ndarray] | None = None
-        self._last_region: tuple[str, np.ndarray | None] | None = None
+        self._last_view: _View | None = None  # what the networks saw of the last image
         self.set_device(device)
 
     def set_device(self, device: str) -> None:
@@ -308,17 +312,6 @@ class Predictor:
 
         return torch.from_numpy(array[None]).to(self.device)
 
-    def _classifier_input(self, image: XrayImage) -> np.ndarray:
-        from cxrview.core import model_input, model_input_hash
-        from cxrview.inference.preprocess import prepare_array
-
-        key = model_input_hash(image)
-        if self._last_input is not None and self._last_input[0] == key:
-            return self._last_input[1]
-        x = prepare_array(model_input(image), self.card)
-        self._last_input = (key, x)
-        return x
-
     def _finding_index(self, finding: str) -> int:
         try:
             return self.card.labels.index(finding)
@@ -334,6 +327,7 @@ class Predictor:
         (``validity``: negative on most flipped films)."""
         import torch
 
+        from cxrview.inference.anatomy import clean_masks
         from cxrview.inference.preprocess import normalise
         from cxrview.inference.validity import heart_confidence
 
@@ -350,42 +344,79 @@ class Predictor:
         heart = seg.card.labels.index("heart")
         probs = {name: out[0, seg.card.labels.index(name)] for name in SEGMENTER_LABELS}
         margin = heart_confidence(out[0, heart]) - heart_confidence(out[1, heart]) if mirror else None
-        return {name: p > MASK_THRESHOLD for name, p in probs.items()}, probs, size, margin
+        masks = clean_masks({name: p > MASK_THRESHOLD for name, p in probs.items()})
+        return masks, probs, size, margin
+
+    def _view(self, image: XrayImage) -> _View:
+        """Segmentation, thorax region, crop and classifier input of ``image``, computed once per
+        model input (the last image's are kept: a map on demand reuses its prediction's)."""
+        from cxrview.core import model_input, model_input_hash
+        from cxrview.inference.preprocess import normalise
+        from cxrview.inference.thorax import (
+            CROP_MARGIN,
+            crop_box,
+            crop_square,
+            region_polygon,
+            thorax_region,
+        )
+
+        key = model_input_hash(image)
+        card = self.card
+        if self._last_view is not None and self._last_view.key == (key, card.decision_digest()):
+            return self._last_view
+        grey = model_input(image)
+        resized = {card.input_size: resize_square(grey, card.input_size)}
+        view = _View(key=(key, card.decision_digest()), grey=grey, resized=resized)
+        view.segmented = self._segment(grey, resized, mirror=True)
+        size_xy = (image.width, image.height)
+        if view.segmented is not None:
+            masks, _, seg_size, _ = view.segmented
+            view.scale = (image.width / seg_size, image.height / seg_size)
+            view.region = thorax_region(masks)
+            if view.region is not None:
+                view.polygon = region_polygon(view.region, scale_xy=view.scale)
+            if card.crop:
+                view.box = crop_box(masks, size_xy, margin=float(card.crop.get("margin", CROP_MARGIN)))
+        if view.box is not None:
+            view.x = normalise(resize_square(crop_square(grey, view.box), card.input_size), card)
+        else:
+            view.x = normalise(resized[card.input_size], card)
+        self._last_view = view
+        return view
 
     def thorax_region(self, image: XrayImage) -> np.ndarray | None:
         """The thorax region at the segmenter's size for ``image`` (None: no segmenter or no lungs)."""
-        from cxrview.core import model_input, model_input_hash
-        from cxrview.inference.thorax import thorax_region
+        return self._view(image).region
 
-        key = model_input_hash(image)
-        if self._last_region is not None and self._last_region[0] == key:
-            return self._last_region[1]
-        segmented = self._segment(model_input(image), {})
-        region = thorax_region(segmented[0]) if segmented is not None else None
-        self._last_region = (key, region)
-        return region
+    def _cam_on_image(self, cam: np.ndarray, view: _View, image: XrayImage,
+                      region: np.ndarray | None) -> np.ndarray:
+        """A classifier-space map as a map over the whole film, thorax-bound unless asked not to."""
+        from cxrview.inference.thorax import restrict_cam, uncrop_map
+
+        cam = uncrop_map(cam, view.box, (image.width, image.height))
+        return restrict_cam(cam, region) if self.thorax_bound else cam
 
     def cam(self, image: XrayImage, finding: str, *,
             thorax: list[list[float]] | None = None) -> np.ndarray:
-        """On-demand map for one finding: float32 at the classifier's input size, in [0, 1].
+        """On-demand map for one finding over the whole film, float32 in [0, 1].
 
         Restricted to the thorax like the maps of :meth:`predict`: to ``thorax`` (a
         prediction's outline) when given, else to the segmenter's region for this image.
         """
-        from cxrview.inference.thorax import polygon_region, restrict_cam
+        from cxrview.inference.thorax import polygon_region
 
         index = self._finding_index(finding)
         entry = get_network(self.classifier_path, self.device)
-        x = self._tensor(self._classifier_input(image))
-        with entry.lock, CamSession(entry.loaded.model, x, target=entry.cam_target()) as session:
+        view = self._view(image)
+        with entry.lock, CamSession(entry.loaded.model, self._tensor(view.x),
+                                    target=entry.cam_target()) as session:
             cam = session.cam(index)
-        if not self.thorax_bound:
-            return cam
+        region = view.region
         if thorax:
-            region = polygon_region(thorax, (image.width, image.height), cam.shape)
-        else:
-            region = self.thorax_region(image)
-        return restrict_cam(cam, region)
+            shape = (cam.shape if view.box is None else
+                     self._cam_on_image(cam, view, image, None).shape)
+            region = polygon_region(thorax, (image.width, image.height), shape)
+        return self._cam_on_image(cam, view, image, region)
 
     def predict(self, image: XrayImage, *, cam_for: CamFor = "positives",
                 state: CancelState | None = None) -> Prediction:
@@ -398,8 +429,7 @@ class Predictor:
         from cxrview.core import model_input, model_input_hash
         from cxrview.inference.evidence import calibrate, findings_from_probabilities
         from cxrview.inference.features import feature_tap, ood_score
-        from cxrview.inference.preprocess import normalise
-        from cxrview.inference.thorax import fit_box_inside, region_polygon, restrict_cam, thorax_region
+        from cxrview.inference.thorax import fit_box_inside
         from cxrview.inference.validity import check_validity, header_fields
 
         clock = _Clock()
@@ -409,30 +439,19 @@ class Predictor:
         wanted = None if cam_for is None or cam_for == "positives" else list(cam_for)
         for name in wanted or []:
             self._finding_index(name)
-        grey = model_input(image)
+        model_input(image)  # the display pipeline, once per image (memoised on it)
         input_hash = model_input_hash(image)
-        resized = {card.input_size: resize_square(grey, card.input_size)}
-        x_cls = normalise(resized[card.input_size], card)
-        self._last_input = (input_hash, x_cls)
         size_xy = (image.width, image.height)
         clock.lap("preprocess")
         _check(state)
 
-        segmented = self._segment(grey, resized, mirror=True)
-        region = polygon = None
-        scale = (1.0, 1.0)
-        if segmented is not None:
-            masks, _, seg_size, _ = segmented
-            scale = (image.width / seg_size, image.height / seg_size)
-            region = thorax_region(masks)
-            polygon = region_polygon(region, scale_xy=scale) if region is not None else None
-        self._last_region = (input_hash, region)
-        bound = region if self.thorax_bound else None
+        view = self._view(image)  # segmenter (+ mirror), anatomy, thorax, crop, classifier input
+        polygon = view.polygon
         clock.lap("segmenter")
         _check(state)
 
         cams: dict[str, np.ndarray] = {}
-        x = self._tensor(x_cls)
+        x = self._tensor(view.x)
         if cam_for is None:
             with torch.inference_mode(), feature_tap(entry.loaded.model, target=entry.cam_target()) as taps:
                 raw = torch.sigmoid(entry.loaded.model(x))[0].float().cpu().numpy()
@@ -452,7 +471,8 @@ class Predictor:
                     name for name, f in findings.items() if f["positive"]]
                 for name in targets:
                     _check(state)
-                    cams[name] = restrict_cam(session.cam(card.labels.index(name)), bound)
+                    cams[name] = self._cam_on_image(session.cam(card.labels.index(name)), view, image,
+                                                    view.region)
             clock.lap("cam")
         boxes: list[Box] = []
         for name, cam in cams.items():
@@ -465,27 +485,44 @@ class Predictor:
 
         prediction = Prediction(path=image.path, image_size=size_xy, model=self.model_info(),
                                 findings=findings, boxes=boxes, content_hash=image.content_hash,
-                                input_hash=input_hash, cams=cams, thorax=polygon)
-        seg_grey, probs_seg, mirror_margin = resized[card.input_size], None, None
-        if segmented is not None:
-            masks, probs_seg, seg_size, mirror_margin = segmented
-            seg_grey = resized[seg_size]
-            prediction.masks, prediction.mask_scale_xy = masks, scale
+                                input_hash=input_hash, cams=cams, thorax=polygon,
+                                crop=list(view.box) if view.box is not None else None)
+        seg_grey, probs_seg, mirror_margin = view.resized[card.input_size], None, None
+        if view.segmented is not None:
+            masks, probs_seg, seg_size, mirror_margin = view.segmented
+            seg_grey = view.resized[seg_size]
+            prediction.masks, prediction.mask_scale_xy = masks, view.scale
             prediction.ctr = measure_ctr(masks["heart"], masks["right_lung"], masks["left_lung"],
-                                         scale_xy=scale)
+                                         scale_xy=view.scale)
             prediction.ctr_flag = ctr_flag(prediction.ctr, image.view_position)
-            prediction.polygons = {name: mask_polygons(m, scale_xy=scale, largest_only=True)
+            prediction.polygons = {name: mask_polygons(m, scale_xy=view.scale, largest_only=True)
                                    for name, m in masks.items()}
             clock.lap("ctr_masks")
             _check(state)
         ood = ood_score(card, features) if features is not None else None
         prediction.validity = check_validity(
             seg_grey, size_xy, masks=prediction.masks or None, probs=probs_seg,
-            header=header_fields(image), ctr=prediction.ctr, ctr_attempted=segmented is not None,
-            ood=ood, ood_threshold=(card.ood or {}).get("threshold"), mirror_margin=mirror_margin)
+            header=header_fields(image), ctr=prediction.ctr, ctr_attempted=view.segmented is not None,
+            ood=ood, ood_threshold=(card.ood or {}).get("threshold"), mirror_margin=mirror_margin,
+            uncropped=bool(card.crop) and view.box is None)
         clock.lap("validity")
         prediction.timing_ms = clock.done()
         return prediction
+
+
+@dataclass
+class _View:
+    """What the networks see of one image: computed once per model input (``Predictor._view``)."""
+
+    key: tuple[str, str]  # (model input hash, classifier card digest)
+    grey: np.ndarray
+    resized: dict[int, np.ndarray]
+    segmented: tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, float | None] | None = None
+    scale: tuple[float, float] = (1.0, 1.0)
+    region: np.ndarray | None = None
+    polygon: list[list[float]] | None = None
+    box: tuple[int, int, int] | None = None  # the classifier's thorax crop, when its card asks
+    x: np.ndarray | None = None
 
 
 def triage_score(data: dict[str, Any]) -> tuple[float | None, str | None]:

@@ -158,3 +158,74 @@ def box_inside(box: Box | dict, polygon: Polygon) -> bool:
     contour = np.array(polygon, dtype=np.float32).reshape(-1, 1, 2)
     x, y, w, h = (float(get(k)) for k in ("x", "y", "w", "h"))
     return all(_inside(contour, cx, cy) for cx in (x, x + w) for cy in (y, y + h))
+
+
+# -- the classifier's thorax crop ------------------------------------------------------------------
+
+CROP_MARGIN = 0.08  # of the lung/heart box's longer side, on every side
+CropBox = tuple[int, int, int]  # (x0, y0, side) in original pixels; may extend beyond the image
+
+
+def crop_box(masks: dict[str, np.ndarray], image_size: tuple[int, int], *,
+             margin: float = CROP_MARGIN) -> CropBox | None:
+    """The square around lungs and heart (largest component of each, plus ``margin``) in original
+    pixels, centred on them; None without both lungs. Masks cover the whole image at any size."""
+    from cxrview.inference.ctr import largest_component
+
+    parts = []
+    for name in STRUCTURES:
+        mask = masks.get(name)
+        part = largest_component(mask) if mask is not None else None
+        if part is None and name != "heart":
+            return None
+        if part is not None:
+            parts.append(part)
+    union = np.logical_or.reduce(parts)
+    rows, cols = np.nonzero(union.any(axis=1))[0], np.nonzero(union.any(axis=0))[0]
+    h, w = union.shape
+    sx, sy = image_size[0] / w, image_size[1] / h
+    x0, x1 = cols[0] * sx, (cols[-1] + 1) * sx
+    y0, y1 = rows[0] * sy, (rows[-1] + 1) * sy
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return round(float(cx - side / 2)), round(float(cy - side / 2)), max(8, round(float(side)))
+
+
+def crop_square(image: np.ndarray, box: CropBox) -> np.ndarray:
+    """The square ``box`` of a 2-D array; what lies beyond the image is 0 (black, like collimation)."""
+    x0, y0, side = box
+    h, w = image.shape
+    out = np.zeros((side, side), image.dtype)
+    ax0, ay0, ax1, ay1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if ax1 > ax0 and ay1 > ay0:
+        out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = image[ay0:ay1, ax0:ax1]
+    return out
+
+
+def uncrop_map(cam: np.ndarray, box: CropBox | None, image_size: tuple[int, int], *,
+               long_side: int = 448) -> np.ndarray:
+    """A map over the crop placed on a grid over the whole image (``long_side`` cells on the
+    longer side, zeros outside the crop), so boxes, thorax masking and drawing work as for a
+    whole-film map. ``box=None``: the map already covers the whole image; returned as is."""
+    import cv2
+
+    if box is None:
+        return cam
+    width, height = image_size
+    scale = long_side / max(width, height)
+    gw, gh = max(1, round(width * scale)), max(1, round(height * scale))
+    x0, y0, side = (v * scale for v in box)
+    s = max(1, round(side))
+    placed = cv2.resize(np.asarray(cam, np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
+    return crop_square_into(placed, round(x0), round(y0), (gh, gw))
+
+
+def crop_square_into(patch: np.ndarray, x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray:
+    """``patch`` pasted at (x0, y0) on a zero array of ``shape``, clipped at the borders."""
+    gh, gw = shape
+    out = np.zeros((gh, gw), np.float32)
+    ph, pw = patch.shape
+    ax0, ay0, ax1, ay1 = max(0, x0), max(0, y0), min(gw, x0 + pw), min(gh, y0 + ph)
+    if ax1 > ax0 and ay1 > ay0:
+        out[ay0:ay1, ax0:ax1] = patch[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
+    return out

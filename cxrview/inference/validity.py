@@ -207,6 +207,7 @@ def check_validity(
     ood: float | None = None,
     ood_threshold: float | None = None,
     mirror_margin: float | None = None,
+    uncropped: bool = False,
     body_part: str | None = None,
     view_position: str | None = None,
 ) -> dict[str, Any]:
@@ -219,7 +220,8 @@ def check_validity(
     ``view_position`` may be given alone); ``ctr`` the measurement from the masks
     (``ctr_attempted`` False when none was tried); ``ood`` the classifier's
     out-of-distribution score and ``ood_threshold`` the card's limit for it;
-    ``mirror_margin`` the heart confidence of the film minus that of its mirror image.
+    ``mirror_margin`` the heart confidence of the film minus that of its mirror image;
+    ``uncropped``: a classifier that reads the thorax crop had to read the whole film.
     ``reasons`` are the blocking problems; ``withheld`` is True when there are any.
     """
     header = dict(header or {})
@@ -261,6 +263,9 @@ def check_validity(
         if ood_threshold is not None and ood > ood_threshold:
             reasons.append(f"image unlike the classifier's training films (score {ood:.2f} > "
                            f"{ood_threshold:.2f})")
+    if uncropped:
+        cautions.append("thorax not found: the classifier read the whole film, not the thorax it "
+                        "was trained on")
     scores = {k: round(float(v), 4) for k, v in scores.items()}
     warnings = reasons + cautions
     return {"ok": not warnings, "warnings": warnings, "reasons": reasons, "withheld": bool(reasons),
