@@ -169,7 +169,7 @@ def plan_finetune(ws: Workspace, registry: Any, options: FinetuneOptions,
                      "include_uncertain": options.include_uncertain}],
         "epochs": options.epochs, "freeze_blocks": options.freeze_blocks, "lr": options.lr,
         "batch_size": est["batch_size"], "device": options.device, "out": str(run_dir),
-        "version": version, "threshold_method": "f1", "sizes": [int(card.input_size)],
+        "version": version, "sizes": [int(card.input_size)],
         "weights_dtype": card.weights_dtype, "log_every": 1, "patience": None,
     }
     config_path = run_dir / "config.json"

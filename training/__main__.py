@@ -147,11 +147,20 @@ def _finetune_base(bundle: str) -> dict[str, Any]:
 
     card = ModelCard.read(bundle)
     norm = dict(vars(card.normalization))
-    return {"task": card.task, "architecture": card.architecture,
+    base = {"task": card.task, "architecture": card.architecture,
             "architecture_args": card.architecture_args, "labels": card.labels,
             "input_size": card.input_size, "channels": card.channels, "normalization": norm,
             "weights": bundle, "lr": 1e-4, "freeze_blocks": 2, "epochs": 3,
             "name": card.name, "version": f"{card.version}+ft"}
+    saved = (card.training or {}).get("config") or {}
+    # the same operating-point rule and the same thorax crop as the model being fine-tuned
+    base.update({k: saved[k] for k in ("specificity_floor", "specificity_floors", "min_positives",
+                                      "min_auroc_lower", "max_normal_positives") if k in saved})
+    if card.crop:
+        from training.crops import find_segmenter
+
+        base["crop"] = {"segmenter": str(find_segmenter(card.crop)), "margin": card.crop.get("margin", 0.08)}
+    return base
 
 
 BACKGROUND_ENV = "CXRVIEW_BACKGROUND"

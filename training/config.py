@@ -61,6 +61,7 @@ class TrainConfig:
     out: str = "runs/latest"
     resume: bool = False
     weights: str | None = None  # a .safetensors file or a bundle folder to start from
+    weights_member: int | None = None  # start from this member of an ensemble bundle
     name: str = "cxrview-model"
     version: str = "0.1.0"
     # Superseded by the evidence rule below (kept so saved configs and cards still load).
@@ -121,7 +122,12 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out)
+        return Path(self.out).expanduser()
+
+    @property
+    def cache_root(self) -> Path:
+        """Where image caches go: ``cache_dir`` (shared between runs) or the run's own folder."""
+        return Path(self.cache_dir).expanduser() if self.cache_dir else self.run_dir / "cache"
 
     def size_for_epoch(self, epoch: int) -> int:
         """Progressive resizing: the epochs are shared evenly among the sizes, small first."""

@@ -152,14 +152,22 @@ def crop_block(config: TrainConfig) -> dict[str, Any] | None:
     return crop_spec(segmenter, float(config.crop.get("margin", 0.08)))
 
 
-def load_initial_weights(model: nn.Module, weights: str, log: EventLog) -> None:
-    """Start from local safetensors (a file, or a bundle folder); the head may differ in size."""
+def load_initial_weights(model: nn.Module, weights: str, log: EventLog, *, member: int | None = None) -> None:
+    """Start from local safetensors (a file, or a bundle folder); the head may differ in size.
+
+    ``member``: start a single network from that member of an ensemble bundle.
+    """
     from safetensors.torch import load_file
 
-    path = Path(weights)
+    path = Path(weights).expanduser()
     if path.is_dir():
         path = path / ModelCard.read(path).weights_file
     state = load_file(str(path))
+    if member is not None:
+        prefix = f"members.{member}."
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise ValueError(f"{path}: no ensemble member {member}")
     own = model.state_dict()
     if not any(k in own for k in state) and any(k.startswith("encoder.") for k in state):
         # a U-Net bundle: its encoder is the same backbone the classifier uses
@@ -377,7 +385,7 @@ def split_keeping(config: TrainConfig, samples: list[Sample]) -> dict[str, list[
 def caches_for(config: TrainConfig, parts: dict[str, list[Sample]],
                log: EventLog) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     structures = config.labels if config.task != CLASSIFICATION else None
-    cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+    cache_dir = config.cache_root
     crop = crop_block(config)
     out = {}
     for name, samples in parts.items():

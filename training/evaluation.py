@@ -194,7 +194,7 @@ def reserved_report(config: TrainConfig, model: nn.Module, card: ModelCard,
     samples = collect_samples(config, reserved_only=True)
     if not samples:
         return None
-    cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+    cache_dir = config.cache_root
     images, _ = build_cache(samples, config.input_size, None, cache_dir=cache_dir, crop=card.crop)
     dataset = XrayDataset(samples, images, card)
     preds = predict(model, dataset, device, config.batch_size, config.task)
@@ -325,7 +325,7 @@ def publish(
             # the position-reserved films of mask sets (Wingspan's every third), once, at publication
             samples = collect_samples(config, reserved_only=True)
             if samples:
-                cache_dir = Path(config.cache_dir) if config.cache_dir else config.run_dir / "cache"
+                cache_dir = config.cache_root
                 images, masks = build_cache(samples, config.input_size, config.labels, cache_dir=cache_dir)
                 preds = predict(model, XrayDataset(samples, images, card, masks=masks), device,
                                 config.batch_size, config.task)

@@ -122,7 +122,7 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
 
     model = build(config.architecture, len(config.labels), config.channels, config.architecture_args)
     if config.weights:
-        load_initial_weights(model, config.weights, log)
+        load_initial_weights(model, config.weights, log, member=config.weights_member)
     model.to(device)
     if config.freeze_blocks:
         set_frozen(model, config.freeze_blocks, True)
