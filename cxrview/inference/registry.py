@@ -5,7 +5,10 @@ active model is all-or-nothing); registered bundles are copied into
 ``<root>/versions/<id>/`` through a staging folder, so a half-copied bundle
 never appears under its final name. The shipped bundles are always there as the
 read-only versions ``shipped:classifier`` and ``shipped:segmenter``, active until
-something else is activated and always a rollback target.
+something else is activated and always a rollback target; earlier shipped versions
+kept beside them (``resources/models/previous/<task>-<version>/``) are read-only
+versions too, ``shipped:classifier@4.1.0``, so an upgrade of the defaults can be
+rolled back.
 
 A registered version only becomes active after it has been compared with the
 model that is active at that moment (``comparison["baseline"]`` names it); the
@@ -33,7 +36,7 @@ from typing import Any
 
 from cxrview.inference.bundle import file_sha256
 from cxrview.inference.card import BundleError, ModelCard
-from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle
+from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, previous_bundles, shipped_bundle
 
 REGISTRY_FILE = "registry.json"
 VERSIONS_DIR = "versions"
@@ -320,17 +323,21 @@ class ModelRegistry:
                 self._discard(folder)
 
     # -- internals: versions ------------------------------------------------------------------
-    def _shipped(self, task: str) -> ModelVersion | None:
-        path = shipped_bundle(task)
-        try:
-            card = ModelCard.read(path)
-        except BundleError:
-            return None
-        if card.task != CARD_TASK[task]:
-            return None
-        created = str((card.training or {}).get("date") or "")
-        return ModelVersion(id=f"{SHIPPED_PREFIX}{task}", task=task, path=path, name=card.name,
-                            version=card.version, created=created, parent=None, read_only=True)
+    def _shipped(self, task: str) -> list[ModelVersion]:
+        """The shipped default (``shipped:<task>``) and the earlier shipped versions kept for rollback."""
+        found = []
+        for path, suffix in [(shipped_bundle(task), ""), *((p, "@") for p in previous_bundles(task))]:
+            try:
+                card = ModelCard.read(path)
+            except BundleError:
+                continue
+            if card.task != CARD_TASK[task]:
+                continue
+            created = str((card.training or {}).get("date") or "")
+            vid = f"{SHIPPED_PREFIX}{task}" + (f"@{card.version}" if suffix else "")
+            found.append(ModelVersion(id=vid, task=task, path=path, name=card.name, version=card.version,
+                                      created=created, parent=None, read_only=True))
+        return found
 
     def _from_record(self, record: dict[str, Any]) -> ModelVersion:
         return ModelVersion(id=record["id"], task=record["task"], path=self.versions_dir / record["folder"],
@@ -339,9 +346,8 @@ class ModelRegistry:
                             comparison=record["comparison"], read_only=False, log_path=record["log_path"])
 
     def _all_versions(self, state: dict[str, Any], task: str) -> list[ModelVersion]:
-        shipped = self._shipped(task)
         registered = [self._from_record(r) for r in state["versions"] if r["task"] == task]
-        return ([shipped] if shipped is not None else []) + registered
+        return self._shipped(task) + registered
 
     @staticmethod
     def _usable(version: ModelVersion) -> bool:

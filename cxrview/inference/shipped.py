@@ -19,3 +19,12 @@ def models_root() -> Path:
 
 def shipped_bundle(name: str) -> Path:
     return models_root() / name
+
+
+PREVIOUS = "previous"
+
+
+def previous_bundles(name: str) -> list[Path]:
+    """Earlier shipped versions kept for rollback: ``<models root>/previous/<name>-<version>/``."""
+    folder = models_root() / PREVIOUS
+    return sorted(p for p in folder.glob(f"{name}-*") if p.is_dir()) if folder.is_dir() else []

@@ -199,6 +199,24 @@ def test_rollback_walks_back_through_the_activations(env: Path) -> None:
         registry.rollback("missing@0")
 
 
+def test_earlier_shipped_versions_stay_available_for_rollback(env: Path) -> None:
+    """An upgrade of the shipped defaults keeps the old ones as read-only versions."""
+    make_bundle(env / "shipped" / "previous" / "classifier-4.1.0", name="shipped-cls", version="4.1.0",
+                payload=b"old")
+    make_bundle(env / "shipped" / "previous" / "segmenter-1.0.0", name="shipped-seg", version="1.0.0",
+                task="segmenter", payload=b"old-seg", mean_auroc=None)
+    registry = ModelRegistry()
+    assert [v.id for v in registry.versions()] == [SHIPPED, "shipped:classifier@4.1.0"]
+    old = registry.get("shipped:classifier@4.1.0")
+    assert old.read_only and not old.active and old.version == "4.1.0"
+    assert registry.active().id == SHIPPED  # the new default is active
+    assert registry.rollback(old.id).id == old.id and registry.active_path() == old.path
+    assert registry.active("segmenter").id == "shipped:segmenter"  # tasks stay independent
+    assert registry.activate(SHIPPED).id == SHIPPED
+    with pytest.raises(RegistryError, match="shipped"):
+        registry.remove(old.id)
+
+
 def test_rollback_to_shipped(env: Path) -> None:
     registry = ModelRegistry()
     a = registry.register(make_bundle(env / "a", name="a", payload=b"a"), comparison=compared(SHIPPED))
