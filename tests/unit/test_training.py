@@ -135,7 +135,22 @@ def test_segmentation_training_reports_dice_and_ctr(tmp_path: Path) -> None:
     assert code == 0, err
     card = json.loads((tmp_path / "seg" / "bundle" / "card.json").read_text())
     assert set(card["metrics"]["test"]["dice"]) == {"heart", "left_lung", "right_lung"}
+    assert set(card["metrics"]["test"]["dice_raw"]) == {"heart", "left_lung", "right_lung"}
     assert "ctr_abs_error" in card["metrics"]["test"]
+    # a position-reserved mask set (Wingspan's every third): never trained on, reported once
+    config = tmp_path / "reserved.json"
+    config.write_text(json.dumps({
+        "task": "segmentation", "architecture": "unet", "input_size": 32, "epochs": 1, "batch_size": 4,
+        "val_fraction": 0.2, "test_fraction": 0.2, "evaluate_reserved": True,
+        "sources": [{"type": "masks", "name": "phantoms", "images": str(images), "masks": str(masks),
+                     "reserved_every": 3}]}))
+    code, _events, err = _run(["train", "--config", str(config), "--out", str(tmp_path / "seg-r")])
+    assert code == 0, err
+    card = json.loads((tmp_path / "seg-r" / "bundle" / "card.json").read_text())
+    assert card["metrics"]["reserved"]["n_images"] == 4  # positions 0, 3, 6, 9 of 12
+    assert sum(card["training"]["images"].values()) == 8
+    held = {f"phantoms:case{i:02d}" for i in (0, 3, 6, 9)}
+    assert not held & {p for part in card["training"]["split_patients"].values() for p in part}
 
 
 def test_lr_find_suggests_a_rate(nih_dir: Path, tmp_path: Path) -> None:
@@ -275,7 +290,13 @@ def test_ensemble_of_members_on_one_split_loads_predicts_and_fine_tunes(
     tuned = tmp_path / "tuned"
     code, _, err = _run(["finetune", "--base", str(out), *_nih_args(nih_dir, tuned, "--epochs", "1")[4:]])
     assert code == 0, err
-    assert json.loads((tuned / "bundle" / "card.json").read_text())["architecture"] == "ensemble"
+    tuned_card = json.loads((tuned / "bundle" / "card.json").read_text())
+    assert tuned_card["architecture"] == "ensemble"
+    # fine-tuning produces the same kind of evidence as publishing and recalibrating
+    assert tuned_card["calibration"]["method"] == "platt" and tuned_card["evidence"]["split"] == "val"
+    assert tuned_card["ood"]["threshold"] > 0 and set(tuned_card["evidence"]["per_label"]) == set(card.labels)
+    assert set(tuned_card["thresholds"]) == {k for k, v in tuned_card["evidence"]["per_label"].items()
+                                            if v["validated"]}
 
 
 def test_ensemble_refuses_members_from_different_splits(tiny_run: tuple[Path, list[dict]], nih_dir: Path,
