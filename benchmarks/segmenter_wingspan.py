@@ -6,10 +6,10 @@ films; its sorted positions 0, 3, 6, … (87 films) are reserved for acceptance
 and never trained or tuned on. For each bundle this reports, on those films and
 on JSRT's test split (the first bundle's card names it): Dice per structure of
 the masks as the app uses them (anatomically cleaned) and of the raw network
-output, the CTR's absolute error against the masks' CTR (Wingspan's published
-ground truth equals it within 0.005) and the share of films with a measurable
-CTR; and the paired per-film Dice difference of the first bundle against each
-other one, with a bootstrap interval.
+output, the CTR's absolute error against the masks' CTR and against Wingspan's
+published ground-truth CTRs (``ctr_ground_truth.csv``, 71 of the reserved films),
+and the share of films with a measurable CTR; and the paired per-film Dice
+difference of the first bundle against each other one, with a bootstrap interval.
 
     .venv/bin/python benchmarks/segmenter_wingspan.py NEW_BUNDLE OLD_BUNDLE \\
         [--wingspan ~/cxrdata/wingspan/wingspan] [--jsrt ~/cxrdata/jsrt/JSRT] [--json OUT]
@@ -35,11 +35,11 @@ def per_image_dice(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
 
 
-def run(bundle: Path, samples: list, cache: Path) -> tuple[dict, np.ndarray]:
+def run(bundle: Path, samples: list, cache: Path, truth: dict[str, float]) -> tuple[dict, np.ndarray]:
     from cxrview.inference.bundle import load_bundle
     from training.datasets import XrayDataset, build_cache
     from training.engine import predict
-    from training.evaluation import cleaned_stack, segmentation_report
+    from training.evaluation import CTR_STRUCTURES, _ctr, cleaned_stack, segmentation_report
 
     loaded = load_bundle(bundle, device="cpu")
     card = loaded.card
@@ -48,6 +48,21 @@ def run(bundle: Path, samples: list, cache: Path) -> tuple[dict, np.ndarray]:
     preds = predict(loaded.model, dataset, loaded.device, 8, card.task)
     report = segmentation_report(card.labels, samples, preds)
     cleaned = np.stack([cleaned_stack(m, card.labels) for m in preds["probs"] > 0.5])
+    if truth:  # the dataset's published CTRs, not only our reading of its masks
+        where = {name: card.labels.index(name) for name in CTR_STRUCTURES}
+        errors, missing = [], 0
+        for sample, m in zip(samples, cleaned, strict=True):
+            name = Path(sample.path).name
+            if name not in truth:
+                continue
+            measured = _ctr(m, where)
+            if measured is None:
+                missing += 1
+            else:
+                errors.append(abs(measured.value - truth[name]))
+        report["ctr_vs_published"] = {"n": len(errors), "failed": missing,
+                                      "mean": float(np.mean(errors)) if errors else None,
+                                      "median": float(np.median(errors)) if errors else None}
     return report, per_image_dice(cleaned, preds["masks"])
 
 
@@ -69,12 +84,21 @@ def main() -> int:
     test = apply_split(jsrt, split).get("test") if split else None
     if test:
         sets["JSRT test split"] = test
+    truth: dict[str, float] = {}
+    for csv_path in (args.wingspan / "ctr_ground_truth.csv", args.wingspan.parent / "ctr_ground_truth.csv"):
+        if csv_path.is_file():
+            import csv
+
+            with open(csv_path, newline="") as handle:
+                truth = {row["id"]: float(row["ctr"]) for row in csv.DictReader(handle)}
+            break
     report: dict = {}
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="cxrview-seg-bench-") as tmp:
         for name, samples in sets.items():
             print(f"\n{name}: {len(samples)} films")
-            results = {str(b): run(b, samples, Path(tmp) / b.name) for b in args.bundles}
+            results = {str(b): run(b, samples, Path(tmp) / b.name, truth if "Wingspan" in name else {})
+                       for b in args.bundles}
             report[name] = {b: r for b, (r, _) in results.items()}
             for bundle, (r, _) in results.items():
                 card = ModelCard.read(bundle)
@@ -85,6 +109,11 @@ def main() -> int:
                 print(f"  {card.name} {card.version}: Dice {dice} (raw {raw}); CTR error mean "
                       f"{ctr.get('mean') or nan:.4f}, median {ctr.get('median') or nan:.4f}, "
                       f"measured on {ctr.get('measured_share') or 0:.1%} ({ctr.get('failed')} failed)")
+                if r.get("ctr_vs_published"):
+                    pub = r["ctr_vs_published"]
+                    print(f"    CTR vs the published ground truth ({pub['n']} films): mean error "
+                          f"{pub['mean'] or nan:.4f}, median {pub['median'] or nan:.4f}; "
+                          f"{pub['failed']} not measured")
             first, (_, base) = str(args.bundles[0]), results[str(args.bundles[0])]
             labels = ModelCard.read(args.bundles[0]).labels
             for other in args.bundles[1:]:
