@@ -112,9 +112,12 @@ def score_records(records: list[ImageRecord], probs: dict[int, list[float]],
     return out
 
 
-def rescore(ws: Workspace, model: str, thresholds: dict[str, float]) -> int:
-    """Recompute and store every image's scores from ``model``'s stored predictions. Returns how many."""
-    stored = ws.predictions_for(model)
+def rescore(ws: Workspace, model: str, thresholds: dict[str, float], image_ids: list[int] | None = None
+            ) -> int:
+    """Recompute and store the scores from ``model``'s stored predictions: of every image it predicted,
+    or of ``image_ids`` only (an image's scores depend on its own prediction and labels alone, so
+    rescoring a few equals rescoring all for those). Returns how many images were scored."""
+    stored = ws.predictions_for(model, image_ids)
     if not stored:
         return 0
     ids = sorted(stored)

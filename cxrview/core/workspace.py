@@ -469,6 +469,30 @@ class Workspace:
                            "WHERE present = 1").fetchone()
         return int(row[0] or 0), int(row[1] or 0)
 
+    def unreviewed_files(self, files: list[str]) -> set[str]:
+        """Which of these file names (``ImageRecord.file``) are still unreviewed."""
+        found: set[str] = set()
+        for start in range(0, len(files), 900):  # SQLite's bound-parameter limit
+            chunk = files[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(file for (file,) in self.execute(
+                f"SELECT file FROM images WHERE review_state = 'unreviewed' AND file IN ({marks})", chunk))
+        return found
+
+    def reviewed_count(self, *, excluding_patients: set[int]) -> int:
+        """Reviewed images present on disk whose patient is neither in ``excluding_patients`` nor
+        reserved (NIH patient ID divisible by 5: never trained or tuned on)."""
+        row = self.execute("SELECT COUNT(*) FROM images WHERE present = 1 AND review_state != 'unreviewed' "
+                           "AND (patient_id IS NULL OR (patient_id NOT IN (SELECT value FROM json_each(?)) "
+                           "AND patient_id % 5 != 0))", (json.dumps(sorted(excluding_patients)),)).fetchone()
+        return int(row[0])
+
+    def patient_image_counts(self) -> dict[int, int]:
+        """Images present on disk per known patient."""
+        rows = self.execute("SELECT patient_id, COUNT(*) FROM images WHERE present = 1 "
+                            "AND patient_id IS NOT NULL GROUP BY patient_id")
+        return {int(pid): int(n) for pid, n in rows}
+
     # -- boxes ----------------------------------------------------------------------------
     def boxes(self, image_id: int, *, source: str | None = None,
               include_deleted: bool = False) -> list[BoxRecord]:
@@ -584,11 +608,20 @@ class Workspace:
         row = self.execute(sql + " ORDER BY created DESC LIMIT 1", params).fetchone()
         return json.loads(row[0]) if row else None
 
-    def predictions_for(self, model: str) -> dict[int, tuple[list[float], bool | None]]:
-        out = {}
-        for image_id, probs, oos in self.execute(
-                "SELECT image_id, probabilities, out_of_sample FROM predictions WHERE model = ?", (model,)):
-            out[int(image_id)] = (json.loads(probs), None if oos is None else bool(oos))
+    def predictions_for(self, model: str, image_ids: list[int] | None = None
+                        ) -> dict[int, tuple[list[float], bool | None]]:
+        """``model``'s stored (probabilities, out-of-sample) per image: every image's, or these ids'."""
+        sql = "SELECT image_id, probabilities, out_of_sample FROM predictions WHERE model = ?"
+        if image_ids is None:
+            chunks: list[list[int]] = [[]]
+        else:
+            chunks = [image_ids[i:i + 900] for i in range(0, len(image_ids), 900)]
+        out: dict[int, tuple[list[float], bool | None]] = {}
+        for chunk in chunks:
+            params: list[Any] = [model, *chunk]
+            where = f" AND image_id IN ({','.join('?' * len(chunk))})" if image_ids is not None else ""
+            for image_id, probs, oos in self.execute(sql + where, params):
+                out[int(image_id)] = (json.loads(probs), None if oos is None else bool(oos))
         return out
 
     def store_scores(self, model: str, scores: dict[int, dict[str, Any]]) -> None:

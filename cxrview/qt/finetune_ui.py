@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QPointF, QProcess, QProcessEnvironment, Qt, Signal
@@ -37,46 +36,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrview.finetune_orchestration import kill_tree
 from cxrview.qt.compat import emit
 from cxrview.qt.model_evidence import evidence_lines, read_card_json
 from cxrview.qt.workers import TaskCancelled, TaskState
 
 if TYPE_CHECKING:
-    from cxrview.finetune import FinetuneOptions, FinetunePlan
+    from cxrview.finetune_orchestration import FinetuneOptions, FinetunePlan
     from cxrview.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants (a training run may have spawned workers)."""
-    children: dict[int, list[int]] = {}
-    try:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                        ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-                    children.setdefault(ppid, []).append(int(entry))
-                except (OSError, ValueError, IndexError):
-                    continue
-    except OSError:
-        pass
-    order, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        order.append(p)
-        stack.extend(children.get(p, []))
-    for p in reversed(order):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-
-
 def plan_task(state: TaskState, ws_path: str, options: FinetuneOptions) -> FinetunePlan:
     from cxrview.core.workspace import Workspace
-    from cxrview.finetune import plan_finetune
+    from cxrview.finetune_orchestration import plan_finetune
     from cxrview.inference.registry import ModelRegistry
 
     with Workspace(ws_path) as ws:
@@ -84,7 +58,7 @@ def plan_task(state: TaskState, ws_path: str, options: FinetuneOptions) -> Finet
 
 
 def register_task(state: TaskState, plan: FinetunePlan) -> Any:
-    from cxrview.finetune import finish_finetune
+    from cxrview.finetune_orchestration import finish_finetune
     from cxrview.inference.registry import ModelRegistry
 
     if state.cancelled:
@@ -132,7 +106,7 @@ class FinetuneRun(QObject):
         self._launch("training", plan.train_argv)
 
     def _launch(self, step: str, argv: list[str]) -> None:
-        from cxrview.finetune import child_environment
+        from cxrview.finetune_orchestration import child_environment
 
         assert self.plan is not None
         self._step = step
@@ -330,7 +304,7 @@ class FinetuneDialog(QDialog):
         self.resize(560, 560)
 
     def options(self) -> FinetuneOptions:
-        from cxrview.finetune import FinetuneOptions
+        from cxrview.finetune_orchestration import FinetuneOptions
 
         return FinetuneOptions(epochs=self.epochs.value(), freeze_blocks=self.frozen.value(),
                                replay=self.replay.value(), reviewed_only=bool(self.corrections.currentData()),
@@ -394,7 +368,7 @@ class FinetuneController(QObject):
             return f"unavailable: {exc}"
 
     def estimate_text(self, options: FinetuneOptions) -> str:
-        from cxrview.finetune import estimate
+        from cxrview.finetune_orchestration import estimate
         from cxrview.inference.card import ModelCard
 
         ws = self.window.review.ws

@@ -34,7 +34,7 @@ def corrected(window, nih_dir: Path, tmp_path: Path):
 
 
 def _options(**kw):
-    from cxrview.finetune import FinetuneOptions
+    from cxrview.finetune_orchestration import FinetuneOptions
 
     return FinetuneOptions(epochs=1, replay=8, device="cpu", **kw)
 
@@ -87,7 +87,7 @@ def test_finetune_from_the_gui_then_activate_and_roll_back(qtbot, corrected, app
 
 
 def test_killed_training_keeps_log_and_active_model(qtbot, corrected, nih_dir):
-    from cxrview.qt.finetune_ui import kill_tree
+    from cxrview.finetune_orchestration import kill_tree
 
     window = corrected
     controller = window.finetune

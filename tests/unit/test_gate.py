@@ -184,7 +184,10 @@ def _mr_copy_of_a_chest_film(tmp_path: Path) -> Path:
 @pytest.mark.skipif(not (DICOM_DIR / NON_CHEST[0]).exists(), reason="DICOM test data absent")
 def test_non_chest_films_get_no_findings_boxes_or_contours_unless_forced(shipped, tmp_path: Path,
                                                                            capsys) -> None:
-    from cxrview.inference.predict_cli import main as predict_main
+    from cxrview.cli import main
+
+    def predict_main(argv: list[str]) -> int:
+        return main(["predict", *argv])
 
     files = [DICOM_DIR / name for name in NON_CHEST] + [_mr_copy_of_a_chest_film(tmp_path)]
     common = ["--json", "--device", "cpu", "--cache-db", str(tmp_path / "c.sqlite3")]

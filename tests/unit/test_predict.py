@@ -20,6 +20,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cxrview.cli import main as cxrview_main  # noqa: E402
 from cxrview.core import XrayImage, load_image  # noqa: E402
 from cxrview.inference.architectures import build  # noqa: E402
 from cxrview.inference.boxes import SizePrior, boxes_from_cam, load_priors, size_likeness  # noqa: E402
@@ -27,12 +28,16 @@ from cxrview.inference.bundle import save_bundle  # noqa: E402
 from cxrview.inference.cache import CacheKey, ResultCache  # noqa: E402
 from cxrview.inference.card import BundleError, ModelCard  # noqa: E402
 from cxrview.inference.predict import Cancelled, Prediction, Predictor  # noqa: E402
-from cxrview.inference.predict_cli import main as predict_main  # noqa: E402
 from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle  # noqa: E402
 from cxrview.inference.validity import check_validity  # noqa: E402
 from tests.conftest import DICOM_DIR, NIH_DIR  # noqa: E402
 from tests.unit.card_factory import evidence_for  # noqa: E402
 from tests.unit.phantoms import lung_heart_masks  # noqa: E402
+
+
+def predict_main(argv: list[str]) -> int:
+    """``cxrview predict ARGV…`` in this process."""
+    return cxrview_main(["predict", *argv])
 from training.sources import NIH_FINDINGS, SEGMENTATION_STRUCTURES  # noqa: E402
 
 NIH_PNG = NIH_DIR / "00000001_000.png"
@@ -333,7 +338,7 @@ def test_cli_json_csv_text_and_failures(tmp_path: Path, bundles: tuple[Path, Pat
 def test_cli_missing_bundle_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ns = argparse.Namespace(paths=["x.png"], json=False, csv=False, model=str(tmp_path / "none"),
                             segmenter=None, device="cpu", no_cache=True)
-    from cxrview.inference.predict_cli import run_predict
+    from cxrview.cli.predict import run as run_predict
 
     assert run_predict(ns) == 2
     err = capsys.readouterr().err

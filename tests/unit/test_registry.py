@@ -1,4 +1,4 @@
-"""The model registry (cxrview.inference.registry) and ``cxrview models`` (cxrview.models_cli).
+"""The model registry (cxrview.inference.registry) and ``cxrview models`` (cxrview.cli.models).
 
 Bundles here are fakes: a valid card.json and a small weights file whose
 sha256 the card records. The registry never loads weights, so no torch.
@@ -6,7 +6,6 @@ sha256 the card records. The registry never loads weights, so no torch.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cxrview.cli import main
 from cxrview.inference.card import ModelCard
 from cxrview.inference.registry import ENTRY_FILE, ModelRegistry, ModelVersion, RegistryError
-from cxrview.models_cli import add_subcommands, run
 
 SHIPPED = "shipped:classifier"
 
@@ -323,7 +322,7 @@ def test_the_real_shipped_classifier_is_listed(tmp_path: Path, monkeypatch: pyte
 
 
 def test_importing_needs_neither_torch_nor_qt() -> None:
-    code = ("import sys, cxrview.inference.registry, cxrview.models_cli; "
+    code = ("import sys, cxrview.inference.registry, cxrview.cli.models; "
             "bad = [m for m in ('torch', 'PySide6') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
@@ -333,12 +332,7 @@ def test_importing_needs_neither_torch_nor_qt() -> None:
 
 # -- command line -----------------------------------------------------------------------------
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="cxrview")
-    sub = parser.add_subparsers(dest="command")
-    add_subcommands(sub)
-    args = parser.parse_args(["models", *argv])
-    assert args.command == "models"
-    return run(args)
+    return main(["models", *argv])
 
 
 def lines(text: str) -> list[dict[str, object]]:
@@ -422,7 +416,7 @@ def test_cli_registry_option(env: Path, tmp_path: Path, capsys: pytest.CaptureFi
 def test_ensemble_time_estimate_and_summary_count_every_member() -> None:
     from types import SimpleNamespace
 
-    from cxrview.finetune import FinetuneOptions, estimate
+    from cxrview.finetune_orchestration import FinetuneOptions, estimate
 
     single = SimpleNamespace(input_size=224, architecture="resnet18", architecture_args={})
     pair = SimpleNamespace(input_size=224, architecture="ensemble", architecture_args={"members": [
@@ -431,7 +425,7 @@ def test_ensemble_time_estimate_and_summary_count_every_member() -> None:
     one, two = estimate(single, 500, options), estimate(pair, 500, options)
     assert (two["seconds"] - 20) == pytest.approx(2 * (one["seconds"] - 20), rel=0.01)
     assert two["memory_bytes"] > one["memory_bytes"]
-    from cxrview.models_cli import card_summary
+    from cxrview.cli.models import card_summary
 
     card = ModelCard(name="e", version="1", task="multilabel-classification", architecture="ensemble",
                      labels=["A"], input_size=224, architecture_args=pair.architecture_args)
@@ -441,7 +435,7 @@ def test_ensemble_time_estimate_and_summary_count_every_member() -> None:
 
 def test_training_started_by_the_app_runs_at_background_priority() -> None:
     """The app's training child lowers its own priority so the viewer keeps a core."""
-    from cxrview.finetune import child_environment
+    from cxrview.finetune_orchestration import child_environment
 
     env = child_environment()
     code = ("import os; from training.__main__ import _yield_to_the_desktop; "

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -286,3 +287,58 @@ def test_default_workspace_is_never_written_into_a_read_only_folder(tmp_path: Pa
     finally:
         shared.chmod(0o755)
     assert shared not in path.parents and path.name.startswith("shared-")
+
+
+def _scoring_card(labels: list[str], *, trained_on: list[int]) -> Any:
+    from cxrview.inference.card import ModelCard
+    from tests.unit.card_factory import evidence_for
+
+    validated = ["Effusion", "Mass"]
+    return ModelCard(name="scoring-test", version="1", task="multilabel-classification",
+                     architecture="resnet18", labels=labels, input_size=32,
+                     thresholds={n: 0.5 for n in validated if n in labels},
+                     evidence=evidence_for(labels, validated),
+                     training={"split_patients": {"train": [f"nih:{p}" for p in trained_on], "val": [],
+                                                  "test": []}})
+
+
+def _prediction(probabilities: dict[str, float], *, withheld: bool = False) -> Any:
+    from cxrview.inference.predict import Prediction
+
+    reasons = ["lateral view"] if withheld else []
+    return Prediction(path="x.png", image_size=(256, 256), model={},
+                      findings={n: {"probability": p} for n, p in probabilities.items()},
+                      validity={"ok": not withheld, "warnings": [], "reasons": reasons, "withheld": withheld,
+                                "scores": {}})
+
+
+def test_record_predictions_stores_flags_skips_withheld_and_rescores(ws: Workspace) -> None:
+    """The one recording path (CLI score, Score All Files, the review panel): probabilities and
+    out-of-sample flags stored, withheld films skipped, the recorded images scored as a full
+    rescore scores them."""
+    from cxrview.inference.cache import model_identity
+    from cxrview.inference.scoring import ScoringError, record_predictions, rescore_workspace
+
+    first, seen, withheld = query_images(ws, WorklistQuery(sort="file"))[:3]
+    assert seen.patient_id is not None
+    card = _scoring_card(list(NIH_FINDINGS), trained_on=[seen.patient_id])
+    probs = {n: 0.1 + 0.05 * k for k, n in enumerate(NIH_FINDINGS)}
+    recorded = record_predictions(ws, card, {first.id: _prediction(probs), seen.id: _prediction(probs),
+                                             withheld.id: _prediction(probs, withheld=True)})
+    model = model_identity(card)
+    assert (recorded.model, recorded.stored, recorded.withheld, recorded.in_sample, recorded.scored) == (
+        model, 2, 1, 1, 2)
+    stored = ws.predictions_for(model)
+    assert set(stored) == {first.id, seen.id}
+    assert stored[first.id] == (pytest.approx([probs[n] for n in NIH_FINDINGS]), True)
+    assert stored[seen.id][1] is False  # its patient was in the model's training split
+    # triage: the highest validated finding only (Effusion, Mass), none for the withheld film
+    assert ws.image(first.id).triage_score == pytest.approx(max(probs["Effusion"], probs["Mass"]))
+    assert ws.image(withheld.id).triage_score is None and ws.image(withheld.id).scored_model is None
+    assert ws.image(seen.id).mislabel_score is None  # in-sample: no judgement of its labels
+    before = [ws.image(i) for i in (first.id, seen.id)]
+    assert rescore_workspace(ws, card) == 2
+    assert [ws.image(i) for i in (first.id, seen.id)] == before
+    with pytest.raises(ScoringError, match="not the 14 NIH findings"):
+        record_predictions(ws, _scoring_card(["Effusion", "Mass"], trained_on=[]),
+                           {first.id: _prediction(probs)})

@@ -1,7 +1,11 @@
-"""Fine-tuning on a workspace's corrections: plan → train (subprocess) → compare → register.
+"""The Qt-free fine-tune orchestration: plan → train (child process) → compare → register.
 
-Shared by ``cxrview finetune W`` and Model › Fine-tune on Corrections… (which runs
-the same two commands with QProcess). Nothing here imports torch or Qt.
+Shared by ``cxrview finetune W`` (``cxrview.cli.finetune``, child processes with
+subprocess) and Model › Fine-tune on Corrections… (``cxrview.qt.finetune``, the same
+two commands with QProcess): both plan here, run ``plan.train_argv`` and
+``plan.compare_argv`` in :func:`child_environment`, stop a run with
+:func:`kill_tree`, and register with :func:`finish_finetune`. Nothing here imports
+torch or Qt (import contracts in pyproject.toml).
 
 * The *locked evaluation set* of a workspace is chosen once and stored in the
   workspace (meta ``locked_patients``): the NIH patients of the base model's own
@@ -25,11 +29,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
 
-from cxrview.core.workspace import Workspace, WorkspaceError
+if TYPE_CHECKING:
+    from cxrview.core.workspace import Workspace
+    from cxrview.inference.card import ModelCard
+    from cxrview.inference.registry import ModelRegistry, ModelVersion
 
 MIN_LOCKED_IMAGES = 20
 # Measured on this project's 2-core CPU machine (training, batch 16): images/s at 128 px.
@@ -72,18 +80,17 @@ class FinetunePlan:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-def ensure_locked_patients(ws: Workspace, card: Any) -> set[int]:
+def ensure_locked_patients(ws: Workspace, card: ModelCard) -> set[int]:
     """The workspace's locked evaluation patients (chosen once, then fixed)."""
     stored = ws.meta("locked_patients")
     if stored is not None:
         return set(json.loads(stored))
-    test = {p for p in (card.training or {}).get("split_patients", {}).get("test", [])}
-    rows = ws.execute("SELECT patient_id, COUNT(*) FROM images WHERE present = 1 AND patient_id IS NOT NULL "
-                      "GROUP BY patient_id").fetchall()
-    locked = {pid for pid, _ in rows if f"nih:{pid}" in test and pid % 5 != 0}
-    images = sum(n for pid, n in rows if pid in locked)
+    test = set((card.training or {}).get("split_patients", {}).get("test", []))
+    counts = ws.patient_image_counts()
+    locked = {pid for pid in counts if f"nih:{pid}" in test and pid % 5 != 0}
+    images = sum(n for pid, n in counts.items() if pid in locked)
     if images < MIN_LOCKED_IMAGES:
-        others = sorted(pid for pid, _ in rows if pid not in locked and pid % 5 != 0)
+        others = sorted(pid for pid in counts if pid not in locked and pid % 5 != 0)
         rng = np.random.default_rng(20261122)
         order = rng.permutation(len(others))[: max(1, len(others) // 5)] if others else []
         extra = [others[i] for i in order]
@@ -93,17 +100,14 @@ def ensure_locked_patients(ws: Workspace, card: Any) -> set[int]:
 
 
 def available_memory_bytes() -> int | None:
+    """Memory the system can give a new process without swapping (Linux: MemAvailable)."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError):  # no /proc (a sandbox) or an unsupported platform
+        return None
 
 
-def estimate(card: Any, images: int, options: FinetuneOptions) -> dict[str, Any]:
+def estimate(card: ModelCard, images: int, options: FinetuneOptions) -> dict[str, Any]:
     """Rough time and memory of the run, and the batch size chosen for this machine."""
     size = int(card.input_size)
     arch = str(card.architecture)
@@ -128,7 +132,7 @@ def estimate(card: Any, images: int, options: FinetuneOptions) -> dict[str, Any]
             "device_note": "CPU estimate (a GPU is several times faster)"}
 
 
-def plan_finetune(ws: Workspace, registry: Any, options: FinetuneOptions,
+def plan_finetune(ws: Workspace, registry: ModelRegistry, options: FinetuneOptions,
                   runs_root: Path | None = None) -> FinetunePlan:
     from cxrview.core.dataset_export import export_manifest
     from cxrview.inference.card import ModelCard
@@ -138,9 +142,7 @@ def plan_finetune(ws: Workspace, registry: Any, options: FinetuneOptions,
     if options.epochs < 1:
         raise FinetuneError("epochs must be at least 1")
     locked = ensure_locked_patients(ws, card)
-    reviewed = ws.execute("SELECT COUNT(*) FROM images WHERE present = 1 AND review_state != 'unreviewed' "
-                          "AND (patient_id IS NULL OR (patient_id NOT IN (SELECT value FROM json_each(?)) "
-                          "AND patient_id % 5 != 0))", (json.dumps(sorted(locked)),)).fetchone()[0]
+    reviewed = ws.reviewed_count(excluding_patients=locked)
     if options.reviewed_only and reviewed == 0:
         raise FinetuneError("no reviewed images outside the locked evaluation set yet: review or correct "
                             "some images first (or train on all images)")
@@ -189,7 +191,7 @@ def plan_finetune(ws: Workspace, registry: Any, options: FinetuneOptions,
         estimate=est)
 
 
-def finish_finetune(plan: FinetunePlan, registry: Any) -> Any:
+def finish_finetune(plan: FinetunePlan, registry: ModelRegistry) -> ModelVersion:
     """Register the trained candidate with its comparison (never activates it)."""
     if not (plan.bundle_dir / "card.json").is_file():
         raise FinetuneError(f"the run left no model (see {plan.log_path})")
@@ -215,38 +217,16 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def run_cli(ws_path: str, options: FinetuneOptions, registry: Any, *, out: Any = sys.stdout) -> int:
-    """``cxrview finetune W``: the dialog's steps in sequence, JSON lines on ``out``."""
-    import subprocess
-
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (a training run may have spawned workers, e.g.
+    torchrun ranks or data loaders), leaves first so no parent outlives its children to respawn them."""
     try:
-        with Workspace(ws_path) as ws:
-            plan = plan_finetune(ws, registry, options)
-    except (FinetuneError, WorkspaceError) as exc:
-        print(json.dumps({"event": "error", "message": str(exc)}), file=out)
-        return 2
-    print(json.dumps({"event": "plan", **plan.to_dict()}), file=out, flush=True)
-    for step, argv in (("train", plan.train_argv), ("compare", plan.compare_argv)):
-        with open(plan.log_path, "a", encoding="utf-8") as log, \
-                open(plan.events_path, "a", encoding="utf-8") as ev:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True,
-                                    env=child_environment(), start_new_session=True)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                ev.write(line)
-                print(line.rstrip("\n"), file=out, flush=True)
-            code = proc.wait()
-        if code != 0:
-            print(json.dumps({"event": "error", "step": step,
-                              "message": f"{step} failed (exit {code}); log: {plan.log_path}"}), file=out)
-            return 2
-    try:
-        version = finish_finetune(plan, registry)
-    except FinetuneError as exc:
-        print(json.dumps({"event": "error", "message": str(exc)}), file=out)
-        return 2
-    print(json.dumps({"event": "registered", "id": version.id, "verdict": version.comparison.get("verdict"),
-                      "mean_auroc": version.comparison.get("candidate", {}).get("mean_auroc"),
-                      "baseline_mean_auroc": version.comparison.get("baseline_model", {}).get("mean_auroc")}),
-          file=out, flush=True)
-    return 0
+        root = psutil.Process(pid)
+        family = [*reversed(root.children(recursive=True)), root]
+    except psutil.Error:  # already gone
+        return
+    for process in family:
+        try:
+            process.kill()
+        except psutil.Error:  # finished meanwhile, or not ours to kill
+            continue

@@ -24,16 +24,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrview.cli.errors import EXIT_FAILED, EXIT_OK, print_error
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from cxrview.inference.predict import Predictor
 
-from cxrview.cli_errors import EXIT_FAILED, EXIT_OK, print_error
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``predict`` subcommand's options (for ``cxrview/cli.py``'s subparser)."""
+    """The ``predict`` subcommand's options."""
     from cxrview.inference.bundle import DEVICE_CHOICES
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images or folders of images")
@@ -47,8 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="print the AI output even for films the input check withholds")
     parser.add_argument("--cache-db", metavar="FILE", help=argparse.SUPPRESS)  # tests / custom location
-
-
 
 def _expand(paths: Sequence[str], failures: list[str]) -> Iterator[Path]:
     """Files as given; folders → their images (natural order). An empty folder counts as a failure."""
@@ -123,7 +121,7 @@ def _predictor(args: argparse.Namespace) -> Predictor:
     return Predictor(classifier, segmenter, device=args.device)
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Predict every image named in ``args``; 0 when all succeeded, 2 otherwise."""
     from cxrview.core import ImageLoadError, load_image
     from cxrview.inference.card import BundleError
@@ -179,16 +177,3 @@ def run_predict(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     return EXIT_FAILED if failures else EXIT_OK
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m cxrview.inference.predict_cli``) until ``cxrview predict`` is wired."""
-    parser = argparse.ArgumentParser(prog="cxrview predict", description=__doc__.split("\n\n")[1])
-    add_arguments(parser)
-    try:
-        return run_predict(parser.parse_args(argv))
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,19 +12,23 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cxrview.cli_errors import EXIT_OK, print_error
+from cxrview.cli.errors import EXIT_OK, print_error
+
+if TYPE_CHECKING:
+    from cxrview.core.workspace import Workspace
+    from cxrview.inference.predict import Prediction, Predictor
 
 
-def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    imp = sub.add_parser("import-nih", help="create/update a workspace from NIH Data_Entry/BBox_List CSVs")
+def add_import_arguments(imp: argparse.ArgumentParser) -> None:
     imp.add_argument("--images", required=True, action="append", help="image folder (repeatable)")
     imp.add_argument("--data-entry", required=True, help="Data_Entry_2017 CSV (.csv or .csv.gz)")
     imp.add_argument("--bbox", help="BBox_List_2017 CSV")
     imp.add_argument("--workspace", required=True, metavar="W", help="workspace database file or folder")
 
-    score = sub.add_parser("score", help="batch-score a workspace's images (triage + mislabel scores)")
+
+def add_score_arguments(score: argparse.ArgumentParser) -> None:
     score.add_argument("workspace", metavar="W")
     score.add_argument("--model", metavar="DIR", help="classifier bundle (default: the shipped one)")
     score.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -34,7 +38,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     score.add_argument("--rescore-only", action="store_true",
                        help="recompute scores from stored predictions (after label edits) without predicting")
 
-    wl = sub.add_parser("worklist", help="list a workspace's images, filtered and sorted")
+
+def add_worklist_arguments(wl: argparse.ArgumentParser) -> None:
     wl.add_argument("workspace", metavar="W")
     wl.add_argument("--filter", action="append", default=[], metavar="F",
                     help="finding=NAME[:present|absent|uncertain], state=S, patient=N, view=PA|AP, "
@@ -43,7 +48,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     wl.add_argument("--limit", type=int, default=50)
     wl.add_argument("--json", action="store_true", help="one JSON object per image per line")
 
-    ex = sub.add_parser("export", help="export decisions: NIH CSVs, COCO boxes or a training manifest")
+
+def add_export_arguments(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("workspace", metavar="W")
     ex.add_argument("--format", required=True, choices=["nih-csv", "coco", "manifest"])
     ex.add_argument("-o", "--output", required=True, help="folder (nih-csv) or JSON file")
@@ -52,22 +58,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="write real patient IDs (default: pseudonyms in manifests)")
 
 
-
-def run(args: argparse.Namespace) -> int:
-    from cxrview.core.workspace import WorkspaceError
-
-    handlers = {"import-nih": _import_nih, "score": _score, "worklist": _worklist, "export": _export}
-    try:
-        return handlers[args.command](args)
-    except WorkspaceError as exc:
-        return print_error(str(exc))
-    except ValueError as exc:
-        return print_error(str(exc))
-    except OSError as exc:
-        return print_error(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
-
-
-def _import_nih(args: argparse.Namespace) -> int:
+def run_import(args: argparse.Namespace) -> int:
     from cxrview.core.nih_import import import_nih
     from cxrview.core.workspace import Workspace
 
@@ -123,64 +114,90 @@ def _import_predictions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _score(args: argparse.Namespace) -> int:
+def run_score(args: argparse.Namespace) -> int:
+    """Predict the workspace's images (cache first) and record them (``scoring.record_predictions``),
+    as Model › Score All Files does in the viewer."""
     if args.predictions:
         return _import_predictions(args)
-    from cxrview.core import ImageLoadError, load_image
-    from cxrview.core.findings import NIH_FINDINGS
-    from cxrview.core.mislabel import out_of_sample_flags, rescore
-    from cxrview.core.worklist import WorklistQuery, query_images
     from cxrview.core.workspace import Workspace
     from cxrview.inference.cache import model_identity
-    from cxrview.inference.evidence import operating_points
+    from cxrview.inference.card import ModelCard
     from cxrview.inference.predict import Predictor
-    from cxrview.inference.shipped import CLASSIFIER, shipped_bundle
+    from cxrview.inference.scoring import rescore_workspace, workspace_problem
+    from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle
 
+    classifier = Path(args.model) if args.model else shipped_bundle(CLASSIFIER)
     with Workspace(args.workspace) as ws:
-        predictor = Predictor(Path(args.model) if args.model else shipped_bundle(CLASSIFIER), None,
-                              device=args.device)
-        card = predictor.card
-        model = model_identity(card)
-        if list(card.labels) != list(NIH_FINDINGS):
-            return print_error(f"{model}: its labels are not the 14 NIH findings; "
-                               "it cannot score this workspace")
-        if not args.rescore_only:
-            records = query_images(ws, WorklistQuery(sort="file", limit=args.limit))
-            flags = out_of_sample_flags(card.training, records)
-            probs: dict[int, list[float]] = {}
-            oos: dict[int, bool | None] = {}
-            failed = withheld = 0
-            start = time.perf_counter()
-            for n, record in enumerate(records, 1):
-                try:
-                    image = load_image(ws.absolute_path(record))
-                    prediction = predictor.predict(image, cam_for=None)
-                except (ImageLoadError, RuntimeError, ValueError) as exc:
-                    failed += 1
-                    print(f"cxrview: {record.file}: {exc}", file=sys.stderr)
-                    continue
-                if prediction.withheld:  # not a frontal adult chest film: nothing to rank or judge
-                    withheld += 1
-                    print(f"\ncxrview: {record.file}: AI output withheld: "
-                          + "; ".join(prediction.validity["reasons"]), file=sys.stderr)
-                    continue
-                probs[record.id] = [prediction.findings[name]["probability"] for name in card.labels]
-                oos[record.id] = flags[record.id]
-                if n % 10 == 0 or n == len(records):
-                    rate = n / (time.perf_counter() - start)
-                    print(f"\rscored {n}/{len(records)} ({rate:.1f} img/s)", end="", file=sys.stderr)
-            print(file=sys.stderr)
-            ws.store_predictions(model, probs, oos)
-            in_sample = sum(1 for v in oos.values() if v is False)
-            print(f"stored {len(probs)} predictions from {model}; {in_sample} images were in the model's "
-                  f"training/validation data (no mislabel score for them); {withheld} withheld by the "
-                  f"input check; {failed} failed", file=sys.stderr)
-        n = rescore(ws, model, operating_points(card))
-        print(json.dumps({"workspace": str(ws.path), "model": model, "scored": n}))
+        predictor = None
+        if args.rescore_only:
+            card = ModelCard.read(classifier)
+        else:
+            segmenter = shipped_bundle(SEGMENTER)  # the input check (and a cropping classifier) need it
+            predictor = Predictor(classifier, segmenter if segmenter.is_dir() else None, device=args.device)
+            card = predictor.card
+        problem = workspace_problem(card)
+        if problem is not None:
+            return print_error(problem)
+        if predictor is not None:
+            _predict_and_record(ws, predictor, args.limit)
+        # Every image this model scored, earlier runs' too: their labels may have been edited since.
+        n = rescore_workspace(ws, card)
+        print(json.dumps({"workspace": str(ws.path), "model": model_identity(card), "scored": n}))
     return EXIT_OK
 
 
-def _worklist(args: argparse.Namespace) -> int:
+RECORD_EVERY = 64  # predictions recorded at a time: a stopped run keeps its work, memory stays bounded
+
+
+def _predict_and_record(ws: Workspace, predictor: Predictor, limit: int | None) -> None:
+    """The first ``limit`` images in file order, predicted (from the results cache when these models
+    saw them) and recorded every :data:`RECORD_EVERY` images; progress and problems on stderr."""
+    from cxrview.core import ImageLoadError, load_image
+    from cxrview.core.worklist import WorklistQuery, query_images
+    from cxrview.inference.cache import ResultCache, model_identity
+    from cxrview.inference.scoring import predict_cached, record_predictions
+
+    records = query_images(ws, WorklistQuery(sort="file", limit=limit))
+    cache = ResultCache()
+    pending: dict[int, Prediction] = {}
+    stored = withheld = in_sample = failed = 0
+    start = time.perf_counter()
+
+    def record() -> None:
+        nonlocal stored, withheld, in_sample
+        if not pending:
+            return
+        done = record_predictions(ws, predictor.card, pending)
+        stored, withheld, in_sample = (stored + done.stored, withheld + done.withheld,
+                                       in_sample + done.in_sample)
+        pending.clear()
+
+    for n, item in enumerate(records, 1):
+        try:
+            image = load_image(ws.absolute_path(item))
+            # Scores need probabilities and the input check, not maps: the viewer makes those on opening.
+            prediction = predict_cached(predictor, image, cache=cache, cam_for=None).prediction
+        except (ImageLoadError, RuntimeError, ValueError) as exc:
+            failed += 1
+            print(f"cxrview: {item.file}: {exc}", file=sys.stderr)
+            continue
+        if prediction.withheld:  # not a frontal adult chest film: nothing to rank or judge
+            print(f"\ncxrview: {item.file}: AI output withheld: " + "; ".join(prediction.validity["reasons"]),
+                  file=sys.stderr)
+        pending[item.id] = prediction
+        if len(pending) >= RECORD_EVERY:
+            record()
+        if n % 10 == 0 or n == len(records):
+            rate = n / (time.perf_counter() - start)
+            print(f"\rscored {n}/{len(records)} ({rate:.1f} img/s)", end="", file=sys.stderr)
+    record()
+    print(file=sys.stderr)
+    print(f"stored {stored} predictions from {model_identity(predictor.card)}; {in_sample} images were in "
+          f"the model's training/validation data (no mislabel score for them); {withheld} withheld by the "
+          f"input check; {failed} failed", file=sys.stderr)
+
+
+def run_worklist(args: argparse.Namespace) -> int:
     from cxrview.core.worklist import count, parse_filters, query_images, worklist_row
     from cxrview.core.workspace import Workspace
 
@@ -206,7 +223,7 @@ def _worklist(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export(args: argparse.Namespace) -> int:
+def run_export(args: argparse.Namespace) -> int:
     from cxrview.core.dataset_export import export_workspace
     from cxrview.core.workspace import Workspace
 

@@ -11,21 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cxrview.cli_errors import EXIT_OK, print_error
+from cxrview.cli.errors import EXIT_OK, print_error
+
+if TYPE_CHECKING:
+    from cxrview.inference.registry import ModelRegistry, ModelVersion
 
 TASK_CHOICES = ("classifier", "segmenter")
 
 
-def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_arguments(models: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one JSON object a line")
     common.add_argument("--registry", metavar="DIR",
                         help="registry folder (default: $CXRVIEW_REGISTRY_DIR or the user data folder)")
 
-    models = sub.add_parser("models", help="list, inspect, activate and roll back model versions")
     actions = models.add_subparsers(dest="models_action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[common], help="all versions; '*' marks the active ones")
@@ -47,18 +50,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="which model to roll back when no ID is given (default: classifier)")
 
 
-
 def run(args: argparse.Namespace) -> int:
-    from cxrview.inference.registry import ModelRegistry, RegistryError
+    """One ``models`` action; registry and file errors reach the user through the CLI's error printer."""
+    from cxrview.inference.registry import ModelRegistry
 
-    handlers = {"list": _list, "show": _show, "activate": _activate, "rollback": _rollback}
-    try:
-        registry = ModelRegistry(Path(args.registry) if getattr(args, "registry", None) else None)
-        return handlers[args.models_action](registry, args)
-    except RegistryError as exc:
-        return print_error(str(exc))
-    except OSError as exc:
-        return print_error(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
+    registry = ModelRegistry(Path(args.registry) if getattr(args, "registry", None) else None)
+    return ACTIONS[args.models_action](registry, args)
 
 
 # -- summaries ------------------------------------------------------------------------------
@@ -66,7 +63,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "-" if not isinstance(value, int | float) else f"{value:.{digits}f}"
 
 
-def card_summary(version: Any) -> dict[str, Any] | None:
+def card_summary(version: ModelVersion) -> dict[str, Any] | None:
     """What the card says about the model's quality, or None when the card cannot be read."""
     from cxrview.inference.card import BundleError
 
@@ -107,7 +104,7 @@ def comparison_summary(comparison: dict[str, Any] | None) -> str | None:
     return "; ".join(parts)
 
 
-def _table(versions: list[Any]) -> None:
+def _table(versions: list[ModelVersion]) -> None:
     rows = [("", "ID", "TASK", "VERSION", "CREATED", "PARENT")]
     for v in versions:
         rows.append(("*" if v.active else "", v.id + (" (shipped)" if v.read_only else ""), v.task,
@@ -118,7 +115,7 @@ def _table(versions: list[Any]) -> None:
 
 
 # -- actions --------------------------------------------------------------------------------
-def _list(registry: Any, args: argparse.Namespace) -> int:
+def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
     versions = registry.versions(None if args.task == "all" else args.task)
     if args.json:
         for v in versions:
@@ -130,7 +127,7 @@ def _list(registry: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show(registry: Any, args: argparse.Namespace) -> int:
+def _show(registry: ModelRegistry, args: argparse.Namespace) -> int:
     version = registry.get(args.id)
     card = card_summary(version)
     if args.json:
@@ -165,7 +162,7 @@ def _show(registry: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report(version: Any, previous: str, args: argparse.Namespace, verb: str) -> int:
+def _report(version: ModelVersion, previous: str, args: argparse.Namespace, verb: str) -> int:
     if args.json:
         print(json.dumps({**version.to_dict(), "previous": previous}))
     elif previous == version.id:
@@ -175,7 +172,7 @@ def _report(version: Any, previous: str, args: argparse.Namespace, verb: str) ->
     return EXIT_OK
 
 
-def _activate(registry: Any, args: argparse.Namespace) -> int:
+def _activate(registry: ModelRegistry, args: argparse.Namespace) -> int:
     version = registry.get(args.id)
     previous = registry.active(version.task).id
     if args.force:
@@ -190,8 +187,12 @@ def _activate(registry: Any, args: argparse.Namespace) -> int:
     return _report(version, previous, args, "activated")
 
 
-def _rollback(registry: Any, args: argparse.Namespace) -> int:
+def _rollback(registry: ModelRegistry, args: argparse.Namespace) -> int:
     task = registry.get(args.id).task if args.id else args.task
     previous = registry.active(task).id
     version = registry.rollback(args.id, task=task)
     return _report(version, previous, args, "rolled back to")
+
+
+ACTIONS: dict[str, Callable[[ModelRegistry, argparse.Namespace], int]] = {
+    "list": _list, "show": _show, "activate": _activate, "rollback": _rollback}
