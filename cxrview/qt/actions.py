@@ -1,190 +1,174 @@
-"""Every user command as a QAction, and the menus built from them.
+"""Commands as data, and the one place that puts them into menus.
 
-The action table below is the single source of truth for keyboard shortcuts: the menus,
-the window's shortcut handling and the Help > Keyboard Shortcuts dialog all read it, so
-the help can never drift from what the keys actually do.
+Every part of the GUI that offers commands (the window's viewer commands, the AI, review,
+batch scoring and fine-tune controllers) declares them as :class:`ActionSpec` rows (id,
+text, keys, menu section, what to call) and owns the :class:`ActionSet` made from them, to
+update their state later. :data:`MENU_LAYOUT` is the menu bar, and :func:`build_menu_bar`
+fills it from all parts' sections, so no part knows another's menus or their positions.
+The Help › Keyboard Shortcuts dialog lists the same live actions, so the help can never
+drift from what the keys do, and every shortcut can be remapped there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial, reduce
-from typing import TYPE_CHECKING
+from functools import partial
 
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu
-
-if TYPE_CHECKING:
-    from cxrview.qt.main_window import MainWindow
-
-N_PRESET_KEYS = 8  # F2..F9 -> the image's presets in order (number keys toggle findings in review)
+from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
 
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One command: id, menu text, shortcuts, menu and the window attribute it calls."""
+    """One command: its id (object name ``action_<id>``), menu text and section, keys, and what
+    it calls: ``triggered`` when the user activates it, ``toggled(checked)`` whenever a checkable
+    action's state changes (also when the program sets it)."""
 
     id: str
     text: str
-    shortcuts: tuple[str, ...]
-    menu: str
-    target: str  # dotted attribute path on the window, e.g. "canvas.fit"
+    menu: str  # a section of MENU_LAYOUT
+    triggered: Callable[[], object] | None = None
+    toggled: Callable[[bool], object] | None = None
+    keys: tuple[str, ...] = ()
     checkable: bool = False
+    checked: bool = False
+    enabled: bool = True
+    group: str | None = None  # exclusive group: radio items (theme, device)
     tip: str = ""
 
 
-SPECS: tuple[ActionSpec, ...] = (
-    ActionSpec("open_file", "&Open File…", ("Ctrl+O",), "file", "open_file_dialog"),
-    ActionSpec("open_folder", "Open &Folder…", ("Ctrl+Shift+O",), "file", "open_folder_dialog"),
-    ActionSpec("quit", "&Quit", ("Ctrl+Q",), "file", "close"),
-    ActionSpec("next_image", "&Next Image", ("PgDown",), "view", "next_image"),
-    ActionSpec("prev_image", "&Previous Image", ("PgUp",), "view", "previous_image"),
-    ActionSpec("fit", "&Fit to Window", ("F",), "view", "canvas.fit"),
-    ActionSpec("one_to_one", "&1:1 (Actual Pixels)", ("Ctrl+0",), "view", "canvas.one_to_one"),
-    ActionSpec("zoom_in", "Zoom &In", ("Ctrl++", "+", "="), "view", "zoom_in"),
-    ActionSpec("zoom_out", "Zoom &Out", ("Ctrl+-", "-"), "view", "zoom_out"),
-    ActionSpec("invert", "&Invert", ("I",), "view", "toggle_invert", checkable=True),
-    ActionSpec("reset", "&Reset View", ("R", "Esc"), "view", "canvas.reset_view",
-               tip="Default window, no inversion, fit, leave Measure mode"),
-    ActionSpec("measure", "&Measure Distance", ("M",), "tools", "toggle_measure",
-               checkable=True),
-    ActionSpec("delete_measurement", "&Delete Selected", ("Del", "Backspace"), "tools",
-               "delete_selection", tip="The selected box, else the selected (or last) measurement"),
-    ActionSpec("clear_measurements", "&Clear Measurements", ("Ctrl+Del",), "tools",
-               "canvas.clear_measurements"),
-    ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",), "help", "show_shortcuts"),
-    ActionSpec("about", "&About cxrview", (), "help", "show_about"),
+def _call(fn: Callable[[], object], *_signal_args: object) -> None:
+    """Slot for ``triggered(checked)``: the spec's callable takes no arguments."""
+    fn()
+
+
+class ActionSet:
+    """The QActions of one part, made from its specs (owned by ``owner``), in declaration order."""
+
+    def __init__(self, owner: QObject, specs: Iterable[ActionSpec]) -> None:
+        self._owner = owner
+        self._actions: dict[str, QAction] = {}
+        self._entries: list[tuple[str, QAction]] = []
+        self._groups: dict[str, QActionGroup] = {}
+        for spec in specs:
+            self._add(spec)
+
+    def _add(self, spec: ActionSpec) -> None:
+        if spec.id in self._actions:
+            raise ValueError(f"two actions with the id {spec.id!r}")
+        action = QAction(spec.text, self._owner)
+        action.setObjectName(f"action_{spec.id}")
+        action.setShortcuts([QKeySequence(k) for k in spec.keys])
+        action.setCheckable(spec.checkable or spec.group is not None)
+        action.setChecked(spec.checked)
+        action.setEnabled(spec.enabled)
+        if spec.tip:
+            action.setStatusTip(spec.tip)
+            action.setToolTip(spec.tip)
+        if spec.group is not None:
+            if spec.group not in self._groups:
+                self._groups[spec.group] = QActionGroup(self._owner)
+            self._groups[spec.group].addAction(action)
+        if spec.triggered is not None:
+            action.triggered.connect(partial(_call, spec.triggered))
+        if spec.toggled is not None:
+            action.toggled.connect(spec.toggled)
+        self._actions[spec.id] = action
+        self._entries.append((spec.menu, action))
+
+    def adopt(self, menu: str, action: QAction) -> None:
+        """Put an action made elsewhere (a dock's show/hide toggle) into one of this part's sections."""
+        self._entries.append((menu, action))
+
+    def __getitem__(self, action_id: str) -> QAction:
+        return self._actions[action_id]
+
+    def __contains__(self, action_id: object) -> bool:
+        return action_id in self._actions
+
+    def __iter__(self) -> Iterator[QAction]:
+        return iter(self._actions.values())
+
+    def entries(self) -> list[tuple[str, QAction]]:
+        """(menu section, action) for every action this part puts into the menus."""
+        return list(self._entries)
+
+
+SEPARATOR = "-"
+
+
+@dataclass(frozen=True)
+class Menu:
+    """A menu of the bar (or a submenu): sections, submenus and separators, in order."""
+
+    id: str  # object name ``menu_<id>``
+    title: str
+    entries: tuple[str | Menu, ...]
+
+
+MENU_LAYOUT: tuple[Menu, ...] = (
+    Menu("file", "&File", (
+        "file.open", "file.recent", Menu("workspace", "&Workspace", ("file.workspace",)), SEPARATOR,
+        "file.quit")),
+    Menu("edit", "&Edit", ("edit.history",)),
+    Menu("view", "&View", (
+        "view.navigate", SEPARATOR, "view.zoom", SEPARATOR, "view.invert",
+        Menu("presets", "&Presets", ("view.presets",)), "view.reset", SEPARATOR,
+        Menu("panels", "&Panels", ("view.panels",)), Menu("theme", "&Theme", ("view.theme",)),
+        Menu("overlays", "&Overlays", ("view.overlays",)))),
+    Menu("tools", "&Tools", ("tools",)),
+    Menu("review", "&Review", (
+        "review.step", SEPARATOR, Menu("toggle_finding", "&Toggle Finding", ("review.toggle",)),
+        "review.uncertain", SEPARATOR, "review.boxes",
+        Menu("box_finding", "Set Selected Box's Finding", ("review.box_finding",)), SEPARATOR,
+        "review.panels")),
+    Menu("model", "&Model", (
+        "model.run", Menu("device", "&Device", ("model.device",)), SEPARATOR, "model.batch", SEPARATOR,
+        "model.finetune")),
+    Menu("help", "&Help", ("help",)),
 )
 
 
-def _resolve(window: MainWindow, dotted: str) -> Callable[[], object]:
-    return reduce(getattr, dotted.split("."), window)  # type: ignore[arg-type]
+def _sections(menus: Iterable[Menu]) -> Iterator[str]:
+    for menu in menus:
+        for entry in menu.entries:
+            if isinstance(entry, Menu):
+                yield from _sections([entry])
+            elif entry != SEPARATOR:
+                yield entry
 
 
-# Slots are partials over these: they accept (and drop) the signal's own arguments,
-# such as ``triggered(checked)``.
-def _invoke(window: MainWindow, dotted: str, *_signal_args: object) -> None:
-    _resolve(window, dotted)()
+def build_menu_bar(bar: QMenuBar, window: QWidget, entries: Iterable[tuple[str, QAction]],
+                   layout: tuple[Menu, ...] = MENU_LAYOUT) -> dict[str, QMenu]:
+    """Fill ``bar`` with ``layout``, each section with its actions in the order given; every action
+    is also added to ``window`` so its keys work with the menu bar hidden. Returns the menus by id.
+    An action for a section the layout lacks is a programming error (it would be unreachable)."""
+    by_section: dict[str, list[QAction]] = {}
+    for section, action in entries:
+        by_section.setdefault(section, []).append(action)
+    unknown = sorted(set(by_section) - set(_sections(layout)))
+    if unknown:
+        raise ValueError(f"actions for menu sections not in the layout: {', '.join(unknown)}")
+    menus: dict[str, QMenu] = {}
 
-
-def _ignore_args(fn: Callable[..., object], arg: object, *_signal_args: object) -> None:
-    fn(arg)
-
-
-class Actions:
-    """Owns the window's QActions and menus."""
-
-    def __init__(self, window: MainWindow) -> None:
-        self.window = window
-        self.by_id: dict[str, QAction] = {}
-        for spec in SPECS:
-            action = QAction(spec.text, window)
-            action.setObjectName(f"action_{spec.id}")
-            action.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
-            action.setCheckable(spec.checkable)
-            if spec.tip:
-                action.setStatusTip(spec.tip)
-                action.setToolTip(spec.tip)
-            action.triggered.connect(partial(_invoke, window, spec.target))
-            window.addAction(action)  # shortcuts work even with the menu bar hidden
-            self.by_id[spec.id] = action
-
-        self.presets: list[QAction] = []
-        for i in range(N_PRESET_KEYS):
-            action = QAction(f"Preset {i + 1}", window)
-            action.setObjectName(f"action_preset_{i + 1}")
-            action.setShortcut(QKeySequence(f"F{i + 2}"))
-            action.setEnabled(False)
-            action.triggered.connect(partial(_ignore_args, window.apply_preset_index, i))
-            window.addAction(action)
-            self.presets.append(action)
-
-        self.theme_group = QActionGroup(window)
-        self.themes: dict[str, QAction] = {}
-        for name in ("dark", "light"):
-            action = QAction(f"{name.capitalize()} Theme", window, checkable=True)
-            action.setObjectName(f"action_theme_{name}")
-            action.triggered.connect(partial(_ignore_args, window.set_theme, name))
-            self.theme_group.addAction(action)
-            self.themes[name] = action
-
-        self.recent_menu = QMenu("Open &Recent", window)
-        self.recent_menu.setObjectName("menu_recent")
-        self._build_menus()
-
-    def __getitem__(self, action_id: str) -> QAction:
-        return self.by_id[action_id]
-
-    def _build_menus(self) -> None:
-        w = self.window
-        bar = w.menuBar()
-        file_menu = bar.addMenu("&File")
-        self.file_menu = file_menu
-        file_menu.addAction(self["open_file"])
-        file_menu.addAction(self["open_folder"])
-        file_menu.addMenu(self.recent_menu)
-        file_menu.addSeparator()
-        file_menu.addAction(self["quit"])
-
-        view = bar.addMenu("&View")
-        self.view_menu = view
-        for action_id in ("next_image", "prev_image", None, "fit", "one_to_one", "zoom_in",
-                          "zoom_out", None, "invert"):
-            if action_id is None:
-                view.addSeparator()
+    def fill(menu: QMenu, spec: Menu) -> None:
+        menu.setObjectName(f"menu_{spec.id}")
+        menus[spec.id] = menu
+        for entry in spec.entries:
+            if isinstance(entry, Menu):
+                fill(menu.addMenu(entry.title), entry)
+            elif entry == SEPARATOR:
+                menu.addSeparator()
             else:
-                view.addAction(self[action_id])
-        self.presets_menu = view.addMenu("&Presets")
-        for action in self.presets:
-            self.presets_menu.addAction(action)
-        view.addAction(self["reset"])
-        view.addSeparator()
-        self.docks_menu = view.addMenu("&Panels")
-        theme_menu = view.addMenu("&Theme")
-        for action in self.themes.values():
-            theme_menu.addAction(action)
+                for action in by_section.get(entry, []):
+                    menu.addAction(action)
+                    window.addAction(action)
 
-        tools = bar.addMenu("&Tools")
-        for action_id in ("measure", "delete_measurement", "clear_measurements"):
-            tools.addAction(self[action_id])
-
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self["shortcuts"])
-        help_menu.addAction(self["about"])
-
-    def set_recent(self, paths: list[str]) -> None:
-        """Rebuild File > Open Recent from the persisted list."""
-        menu = self.recent_menu
-        menu.clear()
-        for i, path in enumerate(paths):
-            escaped = path.replace("&", "&&")
-            action = menu.addAction(f"&{i + 1} {escaped}" if i < 9 else escaped)
-            action.setData(path)
-            action.triggered.connect(partial(_ignore_args, self.window.open_paths, [path]))
-        if paths:
-            menu.addSeparator()
-        clear = menu.addAction("&Clear Recent")
-        clear.setObjectName("action_clear_recent")
-        clear.setEnabled(bool(paths))
-        clear.triggered.connect(self.window.clear_recent)
-
-    def set_presets(self, names: list[str], current: str | None) -> None:
-        """Label keys F2..F9 with the current image's presets; extra keys are disabled."""
-        for i, action in enumerate(self.presets):
-            if i < len(names):
-                action.setText(f"{names[i]}")
-                action.setEnabled(True)
-                action.setCheckable(True)
-                action.setChecked(names[i] == current)
-            else:
-                action.setText(f"Preset {i + 1}")
-                action.setEnabled(False)
-                action.setCheckable(False)
-
-    def all_actions(self) -> list[QAction]:
-        """Every shortcut-bearing action, in menu order (for the Help dialog)."""
-        return [*self.by_id.values(), *self.presets]
+    for top in layout:
+        fill(bar.addMenu(top.title), top)
+    return menus
 
 
 def shortcut_text(action: QAction) -> str:
@@ -196,5 +180,3 @@ def shortcut_text(action: QAction) -> str:
 def plain_text(action: QAction) -> str:
     """Menu text without mnemonics and ellipses."""
     return action.text().replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip("…")
-
-

@@ -55,7 +55,7 @@ class ShortcutsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Keyboard Shortcuts")
         self.setObjectName("shortcuts_dialog")
-        self.actions = actions
+        self._actions = actions  # not `actions`: QWidget.actions() is the widget's own list
         self.settings = settings
         rows: list[tuple[str, str]] = []
         self.row_actions: list[QAction | None] = []
@@ -108,7 +108,7 @@ class ShortcutsDialog(QDialog):
         if action is None or self.settings is None:
             self.message.setText("Select an action (mouse gestures cannot be changed).")
             return
-        clash = assign_shortcut(action, self.editor.keySequence(), self.actions, self.settings)
+        clash = assign_shortcut(action, self.editor.keySequence(), self._actions, self.settings)
         if clash is not None:
             self.message.setText(f"Those keys already belong to “{plain_text(clash)}”: change that first.")
             return

@@ -1,8 +1,11 @@
-"""The main window: wiring between docks, canvas, loader, actions and settings.
+"""The main window: it builds the parts, gives each the collaborators it uses, and wires them.
 
-Heavy lifting lives elsewhere (canvas, workers, loading); this module decides *what*
-to load when, and keeps the UI consistent with it. Loading is asynchronous and
-latest-wins: paging quickly through a folder never shows a stale image.
+The parts (AI findings, review, batch scoring, fine-tuning) never see the window: each gets
+the canvas, the task runner, the settings, a notifier or the file list as it needs, offers
+its commands as action specs and tells the rest through signals, which are connected here
+and only here (ADR 0010). The window itself decides *what* to load when, and keeps the UI
+consistent with it. Loading is asynchronous and latest-wins: paging quickly through a
+folder never shows a stale image.
 """
 
 from __future__ import annotations
@@ -12,73 +15,44 @@ import time
 import traceback
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent, QCursor, QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QCursor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
+    QDockWidget,
     QFileDialog,
-    QFrame,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from cxrview import __version__
-from cxrview.core import ImageLoadError, find_images
-from cxrview.qt.actions import Actions
-from cxrview.qt.ai import AIController
-from cxrview.qt.batch import BatchScorer
+from cxrview.core import ImageLoadError, Window, find_images
+from cxrview.qt.actions import build_menu_bar
+from cxrview.qt.ai.controller import AIController
+from cxrview.qt.batch import BatchScorer, BatchSummary
 from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog, apply_saved_shortcuts
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
-from cxrview.qt.finetune_ui import FinetuneController
+from cxrview.qt.finetune.controller import FinetuneController
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
+from cxrview.qt.notify import ErrorBanner, Notifier
 from cxrview.qt.review import ReviewController
 from cxrview.qt.settings import AppSettings
 from cxrview.qt.status import ViewerStatusBar
 from cxrview.qt.theme import apply_theme, current_theme
 from cxrview.qt.viewer.canvas import ImageCanvas
+from cxrview.qt.window_actions import ViewerCommands, WindowActions
 from cxrview.qt.workers import TaskCancelled, TaskRunner
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILES_WIDTH = 260  # px, first start only (afterwards the saved layout wins)
 DEFAULT_METADATA_WIDTH = 400
-
-
-class ErrorBanner(QFrame):
-    """A dismissible red strip above the image: errors must be seen but must not block."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("error_banner")
-        self.setStyleSheet("#error_banner { background: #7a1f1f; }"
-                           "#error_banner QLabel { color: white; }")
-        self.label = QLabel(self)
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton(self)
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
-
-    def text(self) -> str:
-        return self.label.text() if self.isVisible() else ""
 
 
 class MainWindow(QMainWindow):
@@ -112,30 +86,64 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.canvas, 1)
         self.setCentralWidget(central)
-
         self.file_dock = FileListDock(self)
         self.metadata_dock = MetadataDock(self)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.file_dock)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metadata_dock)
         self.status = ViewerStatusBar(self)
         self.setStatusBar(self.status)
-        self.actions_ = Actions(self)
-        for dock in (self.file_dock, self.metadata_dock):
-            self.actions_.docks_menu.addAction(dock.toggleViewAction())
-        self.ai = AIController(self)
+        self.notifier = Notifier(self.banner, self.status)
+
+        # The parts, each with only the collaborators it uses.
+        self.ai = AIController(self.canvas, self.runner, self.settings, parent=self)
         self.findings_dock = self.ai.dock
-        self.batch = BatchScorer(self, self.ai)
-        self.review = ReviewController(self)
-        self.finetune = FinetuneController(self)
+        self.review = ReviewController(self.canvas, self.file_dock, self.settings, self.notifier,
+                                       model_output=self.ai, classifier=self.ai.classifier,
+                                       dialog_parent=self, parent=self)
+        self.batch = BatchScorer(self.runner, self.file_dock, self.settings, self.notifier,
+                                 models=self.ai.model_choice, workspace=self.review.workspace_path,
+                                 parent=self)
+        self.finetune = FinetuneController(self.runner, self.notifier, workspace=lambda: self.review.ws,
+                                           dialog_parent=self, parent=self)
+        self.actions_ = WindowActions(self, ViewerCommands(
+            open_file=self.open_file_dialog, open_folder=self.open_folder_dialog, quit=self.close,
+            next_image=self.next_image, previous_image=self.previous_image, fit=self.canvas.fit,
+            one_to_one=self.canvas.one_to_one, zoom_in=self.zoom_in, zoom_out=self.zoom_out,
+            toggle_invert=self.toggle_invert, reset_view=self.canvas.reset_view,
+            toggle_measure=self.toggle_measure, delete_selection=self.delete_selection,
+            clear_measurements=self.canvas.clear_measurements, show_shortcuts=self.show_shortcuts,
+            show_about=self.show_about, apply_preset=self.apply_preset_index, set_theme=self.set_theme,
+            open_recent=self.open_paths, clear_recent=self.clear_recent))
+        self._place_docks()
+        build_menu_bar(self.menuBar(), self, self._menu_entries())
+        self.status.addPermanentWidget(self.batch.progress)
+        self.status.addPermanentWidget(self.finetune.bar)
         apply_saved_shortcuts(self.all_actions(), self.settings.qs)
-        self.image_shown.connect(self.review.image_shown)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
+        self._wire()
+        self.setAcceptDrops(True)
+        self._restore_settings()
+        self.canvas.setFocus()
+
+    # -- assembly -------------------------------------------------------------------------
+    def _docks(self) -> list[QDockWidget]:
+        return [self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
+                self.review.worklist]
+
+    def _place_docks(self) -> None:
         # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.file_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metadata_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
         self.tabifyDockWidget(self.metadata_dock, self.findings_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review.dock)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.review.worklist)
-        self.image_shown.connect(self._on_image_shown_ai)
 
+    def _menu_entries(self) -> list[tuple[str, QAction]]:
+        """Every part's (menu section, action), plus View › Panels for every dock."""
+        panels = [("view.panels", dock.toggleViewAction()) for dock in self._docks()]
+        return [*self.actions_.entries(), *panels, *self.ai.actions.entries(), *self.review.actions.entries(),
+                *self.batch.actions.entries(), *self.finetune.actions.entries()]
+
+    def _wire(self) -> None:
+        """The one place where the parts' signals meet."""
         self.canvas.cursor_moved.connect(self.status.set_cursor)
         self.canvas.window_changed.connect(self._on_window_changed)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
@@ -143,9 +151,33 @@ class MainWindow(QMainWindow):
         self.canvas.measure_mode_changed.connect(self.actions_["measure"].setChecked)
         self.canvas.image_painted.connect(self._on_first_paint)
         self.file_dock.current_changed.connect(self._on_row_changed)
-        self.setAcceptDrops(True)
-        self._restore_settings()
-        self.canvas.setFocus()
+        self.image_shown.connect(self.review.image_shown)
+        self.image_shown.connect(self._on_image_shown_ai)
+        self.ai.prediction_ready.connect(self.review.record_prediction)
+        self.ai.bundles_changed.connect(self._on_bundles_changed)
+        self.review.worklist_ready.connect(self.show_worklist)
+        self.review.show_requested.connect(self.show_path)
+        self.review.advance_requested.connect(self.next_image)
+        self.review.finding_selected.connect(self.ai.select_finding)
+        self.review.dirty_changed.connect(self._update_title)
+        self.batch.finished.connect(self._on_batch_finished)
+        self.finetune.model_activated.connect(self.ai.use_classifier)
+
+    def _on_bundles_changed(self, classifier: str, _segmenter: str | None) -> None:
+        self.review.set_classifier(classifier)
+        self.batch.model_changed()
+
+    def _on_batch_finished(self, summary: BatchSummary | None) -> None:
+        if summary is not None and summary.recorded:
+            self.review.scores_changed()
+
+    def all_actions(self) -> list[QAction]:
+        """Every action of every part that the menus offer, in menu order of the parts (for the
+        Keyboard Shortcuts dialog and the saved remappings)."""
+        seen: dict[int, QAction] = {}
+        for _section, action in self._menu_entries():
+            seen.setdefault(id(action), action)
+        return list(seen.values())
 
     # -- settings -----------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -164,8 +196,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.findings_dock, self.review.dock], [330, 520], Qt.Orientation.Vertical)
             self.resizeDocks([self.file_dock, self.review.worklist], [520, 330], Qt.Orientation.Vertical)
             self.findings_dock.raise_()
-        for dock in (self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
-                     self.review.worklist):
+        for dock in self._docks():
             dock.setVisible(self.settings.dock_visible(dock.objectName()))
         theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
         self.actions_.themes[theme].setChecked(True)
@@ -173,8 +204,7 @@ class MainWindow(QMainWindow):
 
     def _save_settings(self) -> None:
         self.settings.save_layout(self.saveGeometry(), self.saveState())
-        for dock in (self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
-                     self.review.worklist):
+        for dock in self._docks():
             # a dock behind another tab is not "visible" but still open: ask its menu action
             self.settings.set_dock_visible(dock.objectName(), dock.toggleViewAction().isChecked())
         self.settings.sync()
@@ -233,7 +263,7 @@ class MainWindow(QMainWindow):
             return 0
         self.cache.clear()
         self.banner.hide()
-        self.runner.cancel("batch")  # its scores belong to the previous list
+        self.batch.cancel()  # its scores belong to the previous list
         self.review.attach_files(files)
         self.file_dock.set_files(files)
         self.file_dock.set_current_row(0)
@@ -241,7 +271,7 @@ class MainWindow(QMainWindow):
 
     def show_worklist(self, paths: list[str]) -> None:
         """Put a workspace worklist into the file list (paging follows it); keep the shown image."""
-        self.runner.cancel("batch")
+        self.batch.cancel()
         shown = self._shown_path
         self.file_dock.set_files(paths)
         if not paths:
@@ -264,9 +294,6 @@ class MainWindow(QMainWindow):
     def delete_selection(self) -> None:
         if not self.review.delete_selected_box():
             self.canvas.delete_measurement()
-
-    def update_title(self) -> None:
-        self._update_title()
 
     def current_path(self) -> str | None:
         return self._current_path
@@ -392,7 +419,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{Path(self._current_path).name} ({row + 1}/{count}){pending}")
 
     # -- view commands ------------------------------------------------------------------
-    def _cursor_anchor(self):  # QPoint | None
+    def _cursor_anchor(self) -> QPoint | None:
         pos = self.canvas.viewport().mapFromGlobal(QCursor.pos())
         return pos if self.canvas.viewport().rect().contains(pos) else None
 
@@ -415,28 +442,23 @@ class MainWindow(QMainWindow):
             self.actions_.set_presets(names, names[index])
             self.status.showMessage(f"Preset: {names[index]}", 3000)
 
-    def _on_window_changed(self, window: object) -> None:
-        self.status.set_window(window)  # type: ignore[arg-type]
+    def _on_window_changed(self, window: Window | None) -> None:
+        self.status.set_window(window)
         if self.canvas.image() is not None:
             self.actions_.set_presets(self.canvas.preset_names(), self.canvas.current_preset())
 
     # -- messages -----------------------------------------------------------------------
     def show_error(self, message: str) -> None:
         """Non-blocking error: red banner over the image plus the status bar."""
-        self.banner.show_message(message)
-        self.status.showMessage(message, 15000)
+        self.notifier.error(message)
 
     def report_exception(self, exc_type: type[BaseException], exc: BaseException,
-                         tb: object) -> None:
+                         tb: TracebackType | None) -> None:
         """Called by the app's excepthook: a bug must not kill a reading session."""
-        text = "".join(traceback.format_exception(exc_type, exc, tb))  # type: ignore[arg-type]
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error:\n%s", text)
         self.show_error(f"Unexpected error: {exc_type.__name__}: {exc} "
                         "(details in the log; the viewer keeps running)")
-
-    def all_actions(self) -> list:
-        """Every shortcut-bearing action of the window (viewer, review), for help and remapping."""
-        return [*self.actions_.all_actions(), *self.review.all_actions()]
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dialog = ShortcutsDialog(self.all_actions(), ImageCanvas.MOUSE_BINDINGS, self, self.settings.qs)

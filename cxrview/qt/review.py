@@ -12,6 +12,12 @@ marks the selected finding uncertain, Return confirms (and advances when
 auto-advance is on), Shift+F flags, N goes to the next unreviewed image,
 [ and ] step through the same patient's follow-ups, B draws a box for the
 selected finding, A accepts the model's box for it, Del deletes the selected box.
+
+Collaborators: the canvas (the shown image, the box layer and tool), the file list (for
+"next unreviewed"), the settings, a notifier, the AI output on screen (read-only, for "accept
+the model's box") and a parent for its dialogs. It asks the window to show images through
+signals (``show_requested``, ``advance_requested``, ``worklist_ready``) and records the
+viewer's predictions through ``scoring.record_predictions``, as ``cxrview score`` does.
 """
 
 from __future__ import annotations
@@ -22,11 +28,10 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from cxrview.core.commands import AddBox, Command, DeleteBox, EditBox, SetLabel, SetReview, UndoStack
 from cxrview.core.findings import (
@@ -41,17 +46,40 @@ from cxrview.core.findings import (
 )
 from cxrview.core.worklist import WorklistQuery, count, query_images
 from cxrview.core.workspace import ImageRecord, Workspace, WorkspaceError, default_workspace_path
+from cxrview.qt.actions import ActionSet, ActionSpec
 from cxrview.qt.compat import emit
 from cxrview.qt.docks.review_dock import ReviewDock, finding_key, next_value
 from cxrview.qt.docks.worklist_dock import WorklistDock
-from cxrview.qt.settings import as_bool
+from cxrview.qt.settings import AppSettings, as_bool
 from cxrview.qt.viewer.box_editor import BoxEditLayer, BoxTool, EditableBox
 
 if TYPE_CHECKING:
-    from cxrview.qt.main_window import MainWindow
+    from cxrview.qt.ai.tasks import AIResult
+    from cxrview.qt.docks.file_list import FileListDock
+    from cxrview.qt.notify import Notifier
+    from cxrview.qt.viewer.canvas import ImageCanvas
 
 log = logging.getLogger(__name__)
 WORKLIST_LIMIT = 20000  # rows put into the file list at once (the query itself is not limited)
+
+
+class ShownOutput(Protocol):
+    """The AI output on screen for the shown image (the AI controller)."""
+
+    shown: dict[str, Any] | None  # gate.presented(...) of the current prediction, None before one
+
+    def output_withheld(self) -> bool: ...
+
+
+def _model_thresholds(classifier: str) -> dict[str, float]:
+    """The classifier's validated operating points ({} without a readable bundle)."""
+    try:
+        from cxrview.inference.card import ModelCard
+        from cxrview.inference.evidence import operating_points
+
+        return operating_points(ModelCard.read(classifier))
+    except Exception:  # no bundle: thresholds only colour the model column
+        return {}
 
 
 def _workspace_for(paths: list[str]) -> Path:
@@ -61,25 +89,38 @@ def _workspace_for(paths: list[str]) -> Path:
 
 class ReviewController(QObject):
     changed = Signal()  # the shown image's review data changed (edit, undo, redo, new image)
+    dirty_changed = Signal()  # an edit began or ended, or the history changed (the title's "•")
+    show_requested = Signal(str)  # path: show this image (follow-up, undo of another image's edit)
+    advance_requested = Signal()  # confirm/flag with auto-advance: the next image of the list
+    worklist_ready = Signal(object)  # list[str]: the worklist's paths, for the file list
+    finding_selected = Signal(str)  # the reader selected a finding (its heatmap may be shown)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, canvas: ImageCanvas, files: FileListDock, settings: AppSettings, notifier: Notifier, *,
+                 model_output: ShownOutput, classifier: str, dialog_parent: QWidget | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.canvas = canvas
+        self.files = files
+        self.settings = settings
+        self.notifier = notifier
+        self.model_output = model_output
+        self.dialog_parent = dialog_parent
         self.author = getpass.getuser() or "reviewer"
         self.ws: Workspace | None = None
         self.stack: UndoStack | None = None
         self.record: ImageRecord | None = None
+        self._classifier = classifier
         self._thresholds: dict[str, float] = {}
-        self.dock = ReviewDock(window)
-        self.worklist = WorklistDock(window)
-        qs = window.settings.qs
+        self.dock = ReviewDock()
+        self.worklist = WorklistDock()
+        qs = settings.qs
         self.dock.auto_advance.setChecked(as_bool(qs.value("review/auto_advance"), True))
         self.dock.auto_advance.toggled.connect(lambda on: qs.setValue("review/auto_advance", on))
         self.boxes = BoxEditLayer()
         self.boxes.labels = list(NIH_FINDINGS)
-        window.canvas.add_layer(self.boxes)
+        canvas.add_layer(self.boxes)
         self.tool = BoxTool(self.boxes, self)
-        window.canvas.set_tool(self.tool)
+        canvas.set_tool(self.tool)
         self.tool.drawn.connect(self._on_box_drawn)
         self.tool.changed.connect(self._on_box_changed)
         self.tool.editing.connect(self._on_editing)
@@ -92,90 +133,63 @@ class ReviewController(QObject):
         self.dock.next_unreviewed_requested.connect(self.next_unreviewed)
         self.dock.open_image_requested.connect(self.open_image_id)
         self.worklist.query_changed.connect(self.apply_query)
-        window.ai.prediction_ready.connect(self._on_prediction)
-        self._build_actions()
-
-    # -- actions and menus -------------------------------------------------------------------
-    def _action(self, object_name: str, text: str, keys: tuple[str, ...], slot: Any,
-                menu: QMenu, *, checkable: bool = False) -> QAction:
-        action = QAction(text, self.window, checkable=checkable)
-        action.setObjectName(f"action_{object_name}")
-        action.setShortcuts([QKeySequence(k) for k in keys])
-        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        action.triggered.connect(lambda *_: slot())
-        self.window.addAction(action)
-        menu.addAction(action)
-        self.actions[object_name] = action
-        return action
-
-    def _build_actions(self) -> None:
-        w = self.window
-        bar = w.menuBar()
-        self.actions: dict[str, QAction] = {}
-        edit = QMenu("&Edit", w)
-        edit.setObjectName("menu_edit")
-        bar.insertMenu(w.actions_.view_menu.menuAction(), edit)
-        self.undo_action = self._action("undo", "&Undo", ("Ctrl+Z",), self.undo, edit)
-        self.redo_action = self._action("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), self.redo, edit)
-        file_menu = w.actions_.file_menu
-        first = file_menu.actions()[3] if len(file_menu.actions()) > 3 else None
-        ws_menu = QMenu("&Workspace", w)
-        file_menu.insertMenu(first, ws_menu) if first is not None else file_menu.addMenu(ws_menu)
-        self._action("open_workspace", "&Open Workspace…", ("Ctrl+Shift+W",), self.open_workspace_dialog,
-                     ws_menu)
-        self._action("import_nih", "&Import NIH Dataset…", (), self.import_nih_dialog, ws_menu)
-        self._action("export", "&Export…", ("Ctrl+E",), self.export_dialog, ws_menu)
-
-        review = QMenu("&Review", w)
-        review.setObjectName("menu_review")
-        bar.insertMenu(w.ai.model_menu.menuAction(), review)
-        self._action("confirm", "&Confirm (and Next)", ("Return", "Enter"), self.confirm, review)
-        self._action("flag", "&Flag (and Next)", ("Shift+F",), self.flag, review)
-        self._action("next_unreviewed", "&Next Unreviewed", ("N",), self.next_unreviewed, review)
-        self._action("prev_follow_up", "&Previous Film of Patient", ("[",), partial(self.step_follow_up, -1),
-                     review)
-        self._action("next_follow_up", "Next &Film of Patient", ("]",), partial(self.step_follow_up, 1),
-                     review)
-        review.addSeparator()
-        labels = review.addMenu("&Toggle Finding")
-        for i, name in enumerate(NIH_FINDINGS):
-            self._action(f"toggle_{name.lower()}", f"{name.replace('_', ' ')}", (finding_key(i),),
-                         partial(self.toggle, name), labels)
-        self._action("uncertain", "Mark Selected Finding &Uncertain", ("U",), self.mark_uncertain, review)
-        review.addSeparator()
-        self.draw_action = self._action("draw_box", "&Draw Box for Selected Finding", ("B",),
-                                        self._sync_draw_mode, review, checkable=True)
-        self._action("accept_box", "&Accept Model Box for Selected Finding", ("A",), self.accept_model_box,
-                     review)
-        box_finding = review.addMenu("Set Selected Box's Finding")
-        for name in NIH_FINDINGS:
-            action = box_finding.addAction(name.replace("_", " "))
-            action.triggered.connect(partial(lambda n, *_: self.set_box_finding(n), name))
-        review.addSeparator()
-        review.addAction(self.dock.toggleViewAction())
-        review.addAction(self.worklist.toggleViewAction())
-        w.actions_.docks_menu.addAction(self.dock.toggleViewAction())
-        w.actions_.docks_menu.addAction(self.worklist.toggleViewAction())
+        self.actions = ActionSet(self, self._action_specs())
+        self.actions.adopt("review.panels", self.dock.toggleViewAction())
+        self.actions.adopt("review.panels", self.worklist.toggleViewAction())
+        self.undo_action = self.actions["undo"]
+        self.redo_action = self.actions["redo"]
+        self.draw_action = self.actions["draw_box"]
         self._update_actions()
 
-    def all_actions(self) -> list[QAction]:
-        return list(self.actions.values())
+    # -- commands -----------------------------------------------------------------------------
+    def _action_specs(self) -> list[ActionSpec]:
+        specs = [
+            ActionSpec("undo", "&Undo", "edit.history", self.undo, keys=("Ctrl+Z",)),
+            ActionSpec("redo", "&Redo", "edit.history", self.redo, keys=("Ctrl+Shift+Z", "Ctrl+Y")),
+            ActionSpec("open_workspace", "&Open Workspace…", "file.workspace", self.open_workspace_dialog,
+                       keys=("Ctrl+Shift+W",)),
+            ActionSpec("import_nih", "&Import NIH Dataset…", "file.workspace", self.import_nih_dialog),
+            ActionSpec("export", "&Export…", "file.workspace", self.export_dialog, keys=("Ctrl+E",)),
+            ActionSpec("confirm", "&Confirm (and Next)", "review.step", self.confirm,
+                       keys=("Return", "Enter")),
+            ActionSpec("flag", "&Flag (and Next)", "review.step", self.flag, keys=("Shift+F",)),
+            ActionSpec("next_unreviewed", "&Next Unreviewed", "review.step", self.next_unreviewed,
+                       keys=("N",)),
+            ActionSpec("prev_follow_up", "&Previous Film of Patient", "review.step",
+                       partial(self.step_follow_up, -1), keys=("[",)),
+            ActionSpec("next_follow_up", "Next &Film of Patient", "review.step",
+                       partial(self.step_follow_up, 1), keys=("]",)),
+        ]
+        specs += [ActionSpec(f"toggle_{name.lower()}", name.replace("_", " "), "review.toggle",
+                             partial(self.toggle, name), keys=(finding_key(i),))
+                  for i, name in enumerate(NIH_FINDINGS)]
+        specs += [
+            ActionSpec("uncertain", "Mark Selected Finding &Uncertain", "review.uncertain",
+                       self.mark_uncertain, keys=("U",)),
+            ActionSpec("draw_box", "&Draw Box for Selected Finding", "review.boxes", self._sync_draw_mode,
+                       keys=("B",), checkable=True),
+            ActionSpec("accept_box", "&Accept Model Box for Selected Finding", "review.boxes",
+                       self.accept_model_box, keys=("A",)),
+        ]
+        specs += [ActionSpec(f"box_finding_{name.lower()}", name.replace("_", " "), "review.box_finding",
+                             partial(self.set_box_finding, name)) for name in NIH_FINDINGS]
+        return specs
 
     # -- workspace lifecycle --------------------------------------------------------------
     def open_workspace(self, path: str | os.PathLike[str], *, create: bool = False) -> bool:
         try:
             ws = Workspace(path, create=create)
         except (WorkspaceError, OSError) as exc:
-            self.window.show_error(f"Cannot open workspace: {exc}")
+            self.notifier.error(f"Cannot open workspace: {exc}")
             return False
         if self.ws is not None:
             self.ws.close()
         self.ws = ws
         self.stack = UndoStack(ws)
         self.stack.add_listener(self._on_stack_changed)
-        self._thresholds = self._model_thresholds()
+        self._thresholds = _model_thresholds(self._classifier)
         self.worklist.set_workspace(f"Workspace: {ws.path}")
-        self.window.settings.qs.setValue("review/last_workspace", str(ws.path))
+        self.settings.qs.setValue("review/last_workspace", str(ws.path))
         self._update_actions()
         return True
 
@@ -193,11 +207,11 @@ class ReviewController(QObject):
             assert self.ws is not None
             self.ws.add_images(paths)
         except (WorkspaceError, OSError, ValueError) as exc:
-            self.window.show_error(f"Review data cannot be stored for these images: {exc}")
+            self.notifier.error(f"Review data cannot be stored for these images: {exc}")
 
     def open_workspace_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open Workspace",
-                                              self.window.settings.last_folder(),
+        path, _ = QFileDialog.getOpenFileName(self.dialog_parent, "Open Workspace",
+                                              self.settings.last_folder(),
                                               "cxrview workspaces (*.sqlite);;All files (*)")
         if path and self.open_workspace(path):
             self.apply_query(self.worklist.query())
@@ -205,7 +219,7 @@ class ReviewController(QObject):
     def import_nih_dialog(self) -> None:
         from cxrview.qt.review_dialogs import ImportNihDialog
 
-        dialog = ImportNihDialog(self.window)
+        dialog = ImportNihDialog(self.dialog_parent)
         if dialog.exec() and dialog.result_path is not None and self.open_workspace(dialog.result_path):
             self.apply_query(self.worklist.query())
 
@@ -213,18 +227,19 @@ class ReviewController(QObject):
         from cxrview.qt.review_dialogs import ExportDialog
 
         if self.ws is None:
-            self.window.show_error("Open a workspace (or a folder of images) before exporting.")
+            self.notifier.error("Open a workspace (or a folder of images) before exporting.")
             return
-        ExportDialog(self.ws.path, self.window).exec()
+        ExportDialog(self.ws.path, self.dialog_parent).exec()
 
-    def _model_thresholds(self) -> dict[str, float]:
-        try:
-            from cxrview.inference.card import ModelCard
-            from cxrview.inference.evidence import operating_points
+    def set_classifier(self, classifier: str) -> None:
+        """The viewer uses another classifier: colour the model column by its operating points."""
+        self._classifier = classifier
+        self._thresholds = _model_thresholds(classifier)
+        if self.record is not None:
+            self.refresh()
 
-            return operating_points(ModelCard.read(self.window.ai.classifier))
-        except Exception:  # no bundle: thresholds only colour the model column
-            return {}
+    def workspace_path(self) -> Path | None:
+        return self.ws.path if self.ws is not None else None
 
     # -- worklist ---------------------------------------------------------------------------
     def apply_query(self, query: WorklistQuery) -> None:
@@ -236,13 +251,13 @@ class ReviewController(QObject):
             records = query_images(self.ws, query)
             total = count(self.ws, query)
         except WorkspaceError as exc:
-            self.window.show_error(str(exc))
+            self.notifier.error(str(exc))
             return
         elapsed = (time.perf_counter() - start) * 1000
         reviewed, present = self.ws.review_progress()
         self.worklist.set_counts(len(records), total, reviewed, present, elapsed)
         paths = [str(self.ws.absolute_path(r)) for r in records if r.present]
-        self.window.show_worklist(paths)
+        emit(self.worklist_ready, paths)
 
     # -- the shown image ------------------------------------------------------------------
     def image_shown(self, path: str) -> None:
@@ -278,38 +293,36 @@ class ReviewController(QObject):
         self.worklist.progress.setValue(reviewed)
         emit(self.changed)
 
-    def _on_prediction(self, result: Any) -> None:
-        """The viewer's prediction for the shown image becomes its stored "model opinion"."""
-        predictor = self.window.ai.predictor
-        if self.ws is None or self.record is None or predictor is None:
+    def record_prediction(self, result: AIResult) -> None:
+        """The viewer's prediction for the shown image becomes its stored "model opinion"
+        (``scoring.record_predictions``: a withheld film gives none)."""
+        if self.ws is None or self.record is None or result.card is None:
             return
         if Path(result.prediction.path).name != self.record.file:
             return
-        from cxrview.core.mislabel import out_of_sample_flags, score_records
-        from cxrview.inference.cache import model_identity
         from cxrview.inference.evidence import operating_points
+        from cxrview.inference.scoring import ScoringError, record_predictions
 
-        card = predictor.card
-        if list(card.labels) != list(NIH_FINDINGS) or result.prediction.withheld:
-            return  # a film the input check withholds gives no opinion on its labels
-        probs = [result.data["findings"][name]["probability"] for name in NIH_FINDINGS]
-        oos = out_of_sample_flags(card.training, [self.record])[self.record.id]
-        model = model_identity(card)
         try:
-            self.ws.store_predictions(model, {self.record.id: probs}, {self.record.id: oos})
-            self.ws.store_scores(model, score_records([self.record], {self.record.id: probs},
-                                                      {self.record.id: oos}, operating_points(card)))
+            record_predictions(self.ws, result.card, {self.record.id: result.prediction})
+        except ScoringError:
+            return  # a model whose labels are not the workspace's findings has no opinion on them
         except (WorkspaceError, OSError) as exc:
             log.warning("could not store the prediction: %s", exc)
             return
-        self._thresholds = operating_points(card)
+        self._thresholds = operating_points(result.card)
         self.refresh()
+
+    def scores_changed(self) -> None:
+        """Scores were recorded elsewhere (Score All Files): show the shown image's anew."""
+        if self.record is not None:
+            self.refresh()
 
     def open_image_id(self, image_id: int) -> None:
         if self.ws is None:
             return
         path = str(self.ws.absolute_path(self.ws.image(image_id)))
-        self.window.show_path(path)
+        emit(self.show_requested, path)
 
     # -- editing --------------------------------------------------------------------------
     def push(self, command: Command) -> bool:
@@ -318,7 +331,7 @@ class ReviewController(QObject):
         try:
             self.stack.push(command)
         except (WorkspaceError, OSError) as exc:
-            self.window.show_error(f"Edit not saved: {exc}")
+            self.notifier.error(f"Edit not saved: {exc}")
             return False
         return True
 
@@ -336,7 +349,7 @@ class ReviewController(QObject):
         try:
             return fn()
         except (WorkspaceError, OSError) as exc:
-            self.window.show_error(f"Undo/redo failed: {exc}")
+            self.notifier.error(f"Undo/redo failed: {exc}")
             return None
 
     def _follow(self, command: Command | None) -> None:
@@ -373,30 +386,28 @@ class ReviewController(QObject):
             return
         state = CORRECTED if self.record.differs_from_dataset() else CONFIRMED
         if self.push(SetReview(self.record.id, state, self.author)) and self.dock.auto_advance.isChecked():
-            self.window.next_image()
+            emit(self.advance_requested)
 
     def flag(self) -> None:
         if self.record is not None and self.push(SetReview(self.record.id, FLAGGED, self.author)) \
                 and self.dock.auto_advance.isChecked():
-            self.window.next_image()
+            emit(self.advance_requested)
 
     def next_unreviewed(self) -> None:
         if self.ws is None:
             return
-        paths = self.window.file_dock.paths()
-        row = self.window.file_dock.current_row()
+        paths = self.files.paths()
+        row = self.files.current_row()
         order = paths[row + 1:] + paths[:row + 1]
         for start in range(0, len(order), 500):  # a few queries, not one per listed file
             chunk = order[start:start + 500]
             names = [Path(p).name for p in chunk]
-            marks = ",".join("?" * len(names))
-            unreviewed = {file for (file,) in self.ws.execute(
-                f"SELECT file FROM images WHERE review_state = 'unreviewed' AND file IN ({marks})", names)}
+            unreviewed = self.ws.unreviewed_files(names)
             for path, name in zip(chunk, names, strict=True):
                 if name in unreviewed:
-                    self.window.show_path(path)
+                    emit(self.show_requested, path)
                     return
-        self.window.status.showMessage("Every image in this list has been reviewed.", 8000)
+        self.notifier.status("Every image in this list has been reviewed.")
 
     def step_follow_up(self, delta: int) -> None:
         if self.ws is None or self.record is None:
@@ -416,7 +427,7 @@ class ReviewController(QObject):
         frame of the distributed PNGs, whatever size the local copy has (e.g. 256 px);
         boxes of other images are stored in their own pixels.
         """
-        image = self.window.canvas.image()
+        image = self.canvas.image()
         if image is None or self.record is None or not self.record.dataset_labelled:
             return 1.0, 1.0
         return image.width / NIH_BOX_FRAME, image.height / NIH_BOX_FRAME
@@ -429,13 +440,13 @@ class ReviewController(QObject):
     def _sync_draw_mode(self) -> None:
         self.tool.draw_mode = self.draw_action.isChecked()
         if self.tool.draw_mode and self.dock.selected_finding() is None:
-            self.window.status.showMessage("Select a finding in the Review panel (or press its number) "
-                                           "first: new boxes get that finding.", 8000)
+            self.notifier.status("Select a finding in the Review panel (or press its number) "
+                                 "first: new boxes get that finding.")
 
     def _on_box_drawn(self, rect: tuple[float, float, float, float]) -> None:
         finding = self.dock.selected_finding()
         if self.record is None or finding is None:
-            self.window.status.showMessage("Select a finding first: the box needs one.", 8000)
+            self.notifier.status("Select a finding first: the box needs one.")
             return
         self.push(AddBox(self.record.id, self.author, finding=finding, rect=self._to_stored(rect)))
 
@@ -449,8 +460,7 @@ class ReviewController(QObject):
             self.dock.select_finding(box.finding)
 
     def _on_finding_selected(self, finding: str) -> None:
-        if self.window.ai.result is not None:
-            self.window.ai.dock.select_finding(finding)  # show that finding's heatmap
+        emit(self.finding_selected, finding)  # the findings dock shows that finding's heatmap
 
     def _on_editing(self, on: bool) -> None:
         if self.stack is not None:
@@ -471,17 +481,17 @@ class ReviewController(QObject):
 
     def accept_model_box(self) -> None:
         finding = self.dock.selected_finding()
-        shown = self.window.ai.shown  # what the viewer shows: nothing of a withheld film
+        shown = self.model_output.shown  # what the viewer shows: nothing of a withheld film
         if self.record is None or finding is None or shown is None:
-            self.window.status.showMessage("Select a finding with a model box first.", 8000)
+            self.notifier.status("Select a finding with a model box first.")
             return
-        if self.window.ai.output_withheld():
-            self.window.status.showMessage("The AI output for this film is withheld (input check); "
-                                           "there is no model box to accept.", 8000)
+        if self.model_output.output_withheld():
+            self.notifier.status("The AI output for this film is withheld (input check); "
+                                 "there is no model box to accept.")
             return
         boxes = [b for b in shown.get("boxes", []) if b["finding"] == finding]
         if not boxes:
-            self.window.status.showMessage(f"The model drew no box for {finding}.", 8000)
+            self.notifier.status(f"The model drew no box for {finding}.")
             return
         best = max(boxes, key=lambda b: b.get("score", 0.0))
         self.push(AddBox(self.record.id, self.author, finding=finding,
@@ -492,7 +502,7 @@ class ReviewController(QObject):
         if command is not None and self.record is not None and command.image_id == self.record.id:
             self.refresh()
         self._update_actions()
-        self.window.update_title()
+        emit(self.dirty_changed)
 
     def _update_actions(self) -> None:
         stack = self.stack

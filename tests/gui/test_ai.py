@@ -202,7 +202,7 @@ def _fake_prediction(positive: bool, ok: bool) -> dict:
 
 
 def test_dock_summary_badge_and_ctr_flag(qtbot):
-    from cxrview.qt.ai import FindingsDock
+    from cxrview.qt.docks.findings_dock import FindingsDock
 
     dock = FindingsDock()
     qtbot.addWidget(dock)

@@ -18,8 +18,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel
 
-from cxrview.qt.ai import SHOWN_ANYWAY_KEY, AIResult, ShownAnyway
-from cxrview.qt.findings_dock import (
+from cxrview.qt.ai.shown_anyway import SHOWN_ANYWAY_KEY, ShownAnyway
+from cxrview.qt.ai.tasks import AIResult
+from cxrview.qt.docks.findings_dock import (
     DISCLAIMER,
     FORCED_TITLE,
     NOT_VALIDATED_HEADER,
@@ -451,7 +452,7 @@ EVIDENCE = {
 
 
 def test_models_dialog_shows_the_card_evidence(qtbot, tmp_path):
-    from cxrview.qt.finetune_ui import ModelsDialog
+    from cxrview.qt.finetune.models_dialog import ModelsDialog
     from cxrview.qt.model_evidence import NO_EVIDENCE
 
     def version(vid: str, path: Path, active: bool) -> SimpleNamespace:

@@ -1,46 +1,48 @@
-"""AI findings in the viewer: the controller that runs predictions and feeds the findings
-dock (:mod:`cxrview.qt.findings_dock`) and the overlay layers.
+"""AI findings in the viewer: the controller that runs predictions for the image on the canvas
+and feeds the findings dock (:mod:`cxrview.qt.docks.findings_dock`) and the overlay layers.
 
-After an image is displayed the controller runs :meth:`Predictor.predict` through the
-one worker wrapper, in the latest-wins slot ``"predict"``; a result whose content hash
-is not the current image's is dropped. The :class:`Predictor` (which imports torch and
-loads two networks, seconds) is built lazily on a worker thread in slot
-``"predictor"`` and cached per (bundles, device). A missing or broken bundle is shown
-in the dock; the viewer keeps working.
+After an image is displayed the controller runs a prediction through the one worker
+wrapper, in the latest-wins slot ``"predict"``; a result whose content hash is not the
+current image's is dropped. The :class:`Predictor` (which imports torch and loads two
+networks, seconds) is built lazily on a worker thread in slot ``"predictor"`` and cached
+per (bundles, device). A missing or broken bundle is shown in the dock; the viewer keeps
+working.
 
 The dock and the layers only ever get :func:`cxrview.inference.gate.presented` output.
 When the input check withheld an image (not a frontal adult chest radiograph) they
 show nothing but the reasons until the reader asks to see the output anyway; that
-choice is remembered per image (its input hash) in the settings, never globally.
+choice is remembered per image (:mod:`cxrview.qt.ai.shown_anyway`), never globally.
+
+Collaborators: the canvas (the current image, the layers), the task runner and the
+settings. The controller tells the rest of the window what happened through signals
+(``prediction_ready``, ``bundles_changed``, …) and offers its commands as action specs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtCore import QObject, Signal
 
 from cxrview.inference.gate import positive_findings, presented
+from cxrview.qt.actions import ActionSet, ActionSpec
+from cxrview.qt.ai.shown_anyway import ShownAnyway, prediction_key
+from cxrview.qt.ai.tasks import AIResult, PredictorInfo, cam_task, load_predictor_task, predict_task
 from cxrview.qt.compat import emit
-from cxrview.qt.findings_dock import FindingsDock, output_visible
-from cxrview.qt.overlays import apply_prediction, heatmap_rgba, make_layers
-from cxrview.qt.settings import as_bool
-from cxrview.qt.workers import TaskCancelled, TaskState
+from cxrview.qt.docks.findings_dock import FindingsDock, output_visible
+from cxrview.qt.overlays import apply_prediction, make_layers
+from cxrview.qt.settings import AppSettings, as_bool
+from cxrview.qt.workers import TaskCancelled, TaskRunner
 
 if TYPE_CHECKING:
     from cxrview.core import XrayImage
-    from cxrview.inference.predict import Prediction, Predictor
-    from cxrview.qt.main_window import MainWindow
-
-__all__ = ["AIController", "AIResult", "FindingsDock", "ShownAnyway", "cam_task", "load_predictor_task",
-           "predict_task", "prediction_key"]  # FindingsDock re-exported: it lived here before
+    from cxrview.inference.predict import Predictor
+    from cxrview.qt.viewer.canvas import ImageCanvas
 
 log = logging.getLogger(__name__)
 
@@ -65,146 +67,38 @@ def _active_classifier() -> str | None:
         return None
 
 
-def leave_a_core_for_the_gui() -> None:
-    """Inference in the viewer uses all cores but one (process-wide, idempotent).
+@dataclass(frozen=True)
+class ModelChoice:
+    """The bundles and device the viewer predicts with (batch scoring uses the same)."""
 
-    With every core busy in torch's thread pool, the GUI thread waits for a CPU and
-    the event loop stalls unpredictably (13–35 ms worst gaps measured on 2 cores, one
-    50 ms spike in CI). One core kept free gives steady ~13 ms at the cost of ~25 %
-    batch throughput on a 2-core machine; command-line scoring keeps every core.
-    """
-    import torch
-
-    wanted = max(1, (os.cpu_count() or 2) - 1)
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
-
-
-# -- worker bodies (no Qt) ------------------------------------------------------------------
-
-@dataclass
-class PredictorInfo:
-    predictor: Predictor
-    devices: list[str]
-
-
-def load_predictor_task(state: TaskState, classifier: str, segmenter: str | None,
-                        device: str) -> PredictorInfo:
-    """Build (import torch, load bundles) a Predictor off the GUI thread."""
-    if state.cancelled:
-        raise TaskCancelled("predictor")
-    from cxrview.inference.bundle import available_devices
-    from cxrview.inference.card import BundleError
-    from cxrview.inference.predict import Predictor
-
-    if not Path(classifier).is_dir():
-        raise BundleError(f"classifier bundle not found: {classifier}")
-    leave_a_core_for_the_gui()
-    if segmenter is not None and not Path(segmenter).is_dir():
-        segmenter = None  # findings without contours/CTR rather than nothing
-    predictor = Predictor(classifier, segmenter, device=device)
-    return PredictorInfo(predictor, available_devices())
-
-
-@dataclass
-class AIResult:
-    prediction: Prediction
-    data: dict[str, Any]
-    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # finding -> RGBA
-
-
-def predict_task(state: TaskState, predictor: Predictor, image: XrayImage) -> AIResult:
-    """Findings for one image through the shared cache-first path (``scoring.predict_cached``):
-    from the results cache when these models saw this input before (heatmaps are then computed
-    on demand), else a full prediction (cached)."""
-    from cxrview.inference.cache import ResultCache
-    from cxrview.inference.predict import Cancelled
-    from cxrview.inference.scoring import predict_cached
-
-    try:
-        scored = predict_cached(predictor, image, cache=ResultCache(), state=state)
-    except Cancelled:
-        raise TaskCancelled(image.path) from None
-    heatmaps = {}
-    for finding, cam in scored.prediction.cams.items():
-        if state.cancelled:
-            raise TaskCancelled(image.path)
-        heatmaps[finding] = heatmap_rgba(cam, scored.prediction.image_size)
-    return AIResult(scored.prediction, scored.data, heatmaps)
-
-
-def cam_task(state: TaskState, predictor: Predictor, image: XrayImage, finding: str,
-             thorax: list[list[float]] | None = None) -> tuple[str, str, np.ndarray]:
-    """One finding's map on demand, restricted to the thorax outline when the prediction has one."""
-    cam = predictor.cam(image, finding, thorax=thorax)
-    if state.cancelled:
-        raise TaskCancelled(finding)
-    return image.content_hash, finding, heatmap_rgba(cam, (image.width, image.height))
-
-
-# -- "show AI output anyway", per image ------------------------------------------------------
-
-SHOWN_ANYWAY_KEY = "ai/shown_anyway"
-SHOWN_ANYWAY_MAX = 500
-
-
-def prediction_key(data: dict[str, Any]) -> str:
-    """The per-image key of a prediction: the hash of what the model saw, else of the pixels."""
-    return str(data.get("input_hash") or data.get("content_hash") or "")
-
-
-class ShownAnyway:
-    """Images whose withheld AI output the reader asked to see, most recent last (bounded).
-
-    Kept in QSettings so reopening the image, or restarting the app, keeps the choice; a
-    one-element list comes back from INI settings as a plain string, hence the normalising.
-    """
-
-    def __init__(self, qs: QSettings, *, limit: int = SHOWN_ANYWAY_MAX) -> None:
-        self.qs = qs
-        self.limit = limit
-
-    def keys(self) -> list[str]:
-        value = self.qs.value(SHOWN_ANYWAY_KEY, [])
-        if not value:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in value if v]
-
-    def __contains__(self, key: object) -> bool:
-        return bool(key) and key in self.keys()
-
-    def add(self, key: str) -> None:
-        keys = [k for k in self.keys() if k != key] + [key]
-        self.qs.setValue(SHOWN_ANYWAY_KEY, keys[-self.limit:])
-
-    def remove(self, key: str) -> None:
-        keys = self.keys()
-        if key in keys:
-            self.qs.setValue(SHOWN_ANYWAY_KEY, [k for k in keys if k != key])
+    classifier: str
+    segmenter: str | None
+    device: str
 
 
 # -- controller ------------------------------------------------------------------------------
 
 class AIController(QObject):
-    """Runs predictions for the window's current image and feeds the dock and layers."""
+    """Runs predictions for the image on the canvas and feeds the dock and layers."""
 
     prediction_ready = Signal(object)  # AIResult (current image only)
     prediction_failed = Signal(str)
     predictor_ready = Signal(object)  # Predictor
     shown_anyway_changed = Signal(str, bool)  # image key, withheld output now shown on request
+    bundles_changed = Signal(str, object)  # classifier path, segmenter path or None
 
-    def __init__(self, window: MainWindow, classifier: str | os.PathLike[str] | None = None,
-                 segmenter: str | os.PathLike[str] | None = None) -> None:
-        super().__init__(window)
+    def __init__(self, canvas: ImageCanvas, runner: TaskRunner, settings: AppSettings, *,
+                 classifier: str | os.PathLike[str] | None = None,
+                 segmenter: str | os.PathLike[str] | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         from cxrview.inference.shipped import shipped_bundle
 
-        self.window = window
+        self.canvas = canvas
+        self.runner = runner
+        self.qs = settings.qs
         self.classifier = str(classifier or _active_classifier() or shipped_bundle("classifier"))
         self.segmenter: str | None = str(segmenter or shipped_bundle("segmenter"))
-        qs = window.settings.qs
-        device = str(qs.value("ai/device", "auto") or "auto")
+        device = str(self.qs.value("ai/device", "auto") or "auto")
         self.device = device if device in DEVICES else "auto"
         self.enabled = ai_enabled_by_default()
         self.predictor: Predictor | None = None
@@ -212,69 +106,46 @@ class AIController(QObject):
         self._predictor_error: str | None = None
         self.result: AIResult | None = None
         self.shown: dict[str, Any] | None = None  # presented(result.data): what dock and layers show
-        self.shown_anyway = ShownAnyway(qs)
+        self.shown_anyway = ShownAnyway(self.qs)
         self._forced_unkeyed = False  # "show anyway" for an image without a hash: this display only
-        self.dock = FindingsDock(window)
+        self.dock = FindingsDock()
         self.layers = make_layers()
         for name, layer in self.layers.items():
-            layer.setVisible(as_bool(qs.value(f"overlays/{name}"), True))
-            window.canvas.add_layer(layer)
+            layer.setVisible(as_bool(self.qs.value(f"overlays/{name}"), True))
+            canvas.add_layer(layer)
         self.dock.finding_selected.connect(self.show_heatmap)
         self.dock.show_anyway_requested.connect(self.show_anyway)
         self.dock.hide_again_requested.connect(self.hide_again)
         self.dock.opacity_changed.connect(self.layers["heatmap"].setOpacity)
         self.dock.set_message("" if self.enabled else "Automatic findings are off "
                               "(Model › Run Findings Automatically).")
-        self._build_menus()
+        self.actions = ActionSet(self, self._action_specs())
+        self.overlay_actions = {name: self.actions[f"overlay_{name}"] for name, _ in OVERLAYS}
+        self.device_actions = {name: self.actions[f"device_{name}"] for name in DEVICES}
+        self.run_action = self.actions["ai_enabled"]
 
-    # -- menus ---------------------------------------------------------------------------
-    def _build_menus(self) -> None:
-        w = self.window
-        overlays = w.actions_.view_menu.addMenu("&Overlays")
-        overlays.setObjectName("menu_overlays")
-        self.overlay_actions: dict[str, QAction] = {}
-        for name, text in OVERLAYS:
-            action = QAction(text, w, checkable=True)
-            action.setObjectName(f"action_overlay_{name}")
-            action.setChecked(self.layers[name].isVisible())
-            action.toggled.connect(partial(self.set_overlay_visible, name))
-            overlays.addAction(action)
-            self.overlay_actions[name] = action
-
-        bar = w.menuBar()
-        help_action = bar.actions()[-1]
-        self.model_menu = bar.addMenu("&Model")
-        bar.insertMenu(help_action, self.model_menu)
-        self.model_menu.setObjectName("menu_model")
-        self.run_action = QAction("Run Findings &Automatically", w, checkable=True)
-        self.run_action.setObjectName("action_ai_enabled")
-        self.run_action.setChecked(self.enabled)
-        self.run_action.toggled.connect(self.set_enabled)
-        self.model_menu.addAction(self.run_action)
-        device_menu = self.model_menu.addMenu("&Device")
-        device_menu.setObjectName("menu_device")
-        self.device_group = QActionGroup(w)
-        self.device_actions: dict[str, QAction] = {}
-        for name in DEVICES:
-            action = QAction("Auto" if name == "auto" else name.upper(), w, checkable=True)
-            action.setObjectName(f"action_device_{name}")
-            action.setEnabled(name in ("auto", "cpu"))  # refined once torch is loaded
-            action.setChecked(name == self.device)
-            action.triggered.connect(partial(_ignore_args, self.set_device, name))
-            self.device_group.addAction(action)
-            device_menu.addAction(action)
-            self.device_actions[name] = action
-        w.actions_.docks_menu.addAction(self.dock.toggleViewAction())
+    # -- commands --------------------------------------------------------------------------
+    def _action_specs(self) -> list[ActionSpec]:
+        specs = [ActionSpec(f"overlay_{name}", text, "view.overlays", checkable=True,
+                            checked=self.layers[name].isVisible(),
+                            toggled=partial(self.set_overlay_visible, name)) for name, text in OVERLAYS]
+        specs.append(ActionSpec("ai_enabled", "Run Findings &Automatically", "model.run", checkable=True,
+                                checked=self.enabled, toggled=self.set_enabled))
+        specs += [ActionSpec(f"device_{name}", "Auto" if name == "auto" else name.upper(), "model.device",
+                             group="device", checked=name == self.device,
+                             enabled=name in ("auto", "cpu"),  # refined once torch is loaded
+                             triggered=partial(self.set_device, name)) for name in DEVICES]
+        return specs
 
     def set_overlay_visible(self, name: str, visible: bool) -> None:
         self.layers[name].setVisible(visible)
-        self.window.settings.qs.setValue(f"overlays/{name}", visible)
+        self.qs.setValue(f"overlays/{name}", visible)
 
     def set_device(self, device: str) -> None:
         if device not in DEVICES or device == self.device:
             return
         self.device = device
-        self.window.settings.qs.setValue("ai/device", device)
+        self.qs.setValue("ai/device", device)
         self.device_actions[device].setChecked(True)
         self.runner.cancel("predict")
         self.request()
@@ -296,10 +167,15 @@ class AIController(QObject):
         self.predictor = None
         self._predictor_key = None
         self._predictor_error = None
+        emit(self.bundles_changed, self.classifier, self.segmenter)
 
-    @property
-    def runner(self):  # TaskRunner
-        return self.window.runner
+    def use_classifier(self, classifier: str | os.PathLike[str]) -> None:
+        """Switch to another classifier (e.g. the one just activated) and predict again."""
+        self.set_bundles(classifier, self.segmenter)
+        self.request()
+
+    def model_choice(self) -> ModelChoice:
+        return ModelChoice(self.classifier, self.segmenter, self.device)
 
     # -- flow ----------------------------------------------------------------------------
     def image_cleared(self) -> None:
@@ -320,7 +196,7 @@ class AIController(QObject):
         self.runner.cancel("predict")
         self.runner.cancel("cam")
         self._forget_result()
-        image = self.window.canvas.image()
+        image = self.canvas.image()
         if image is None or not self.enabled:
             self.dock.clear("" if self.enabled else "Automatic findings are off.")
             return
@@ -382,7 +258,7 @@ class AIController(QObject):
         handle.errored.connect(self._on_predict_error)
 
     def _current_hash(self) -> str | None:
-        image = self.window.canvas.image()
+        image = self.canvas.image()
         return image.content_hash if image is not None else None
 
     def _on_predicted(self, result: AIResult) -> None:
@@ -450,6 +326,11 @@ class AIController(QObject):
         self.dock.set_message(message, error=True)
         emit(self.prediction_failed, message)
 
+    def select_finding(self, finding: str) -> None:
+        """Select ``finding`` in the findings dock (which shows its heatmap), once there is a result."""
+        if self.result is not None:
+            self.dock.select_finding(finding)
+
     def show_heatmap(self, finding: str) -> None:
         """Show ``finding``'s Grad-CAM map (computed on demand for negatives); nothing while the
         output is withheld."""
@@ -464,7 +345,7 @@ class AIController(QObject):
             self.runner.cancel("cam")
             self.layers["heatmap"].set_map(finding, rgba)  # type: ignore[attr-defined]
             return
-        image = self.window.canvas.image()
+        image = self.canvas.image()
         if self.predictor is None or image is None:
             return
         handle = self.runner.submit(cam_task, self.predictor, image, finding, result.data.get("thorax"),
@@ -479,7 +360,3 @@ class AIController(QObject):
         self.result.heatmaps[finding] = rgba
         if self.shown is not None and output_visible(self.shown):
             self.layers["heatmap"].set_map(finding, rgba)  # type: ignore[attr-defined]
-
-
-def _ignore_args(fn: Any, arg: object, *_signal_args: object) -> None:
-    fn(arg)
