@@ -92,9 +92,8 @@ def ensure_locked_patients(ws: Workspace, card: ModelCard) -> set[int]:
     if images < MIN_LOCKED_IMAGES:
         others = sorted(pid for pid in counts if pid not in locked and pid % 5 != 0)
         rng = np.random.default_rng(20261122)
-        order = rng.permutation(len(others))[: max(1, len(others) // 5)] if others else []
-        extra = [others[i] for i in order]
-        locked |= set(extra)
+        order = rng.permutation(len(others))[: max(1, len(others) // 5)] if others else np.array([], int)
+        locked |= {others[int(i)] for i in order}
     ws.set_meta("locked_patients", json.dumps(sorted(locked)))
     return locked
 

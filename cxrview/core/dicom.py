@@ -162,7 +162,7 @@ def _check_native_length(ds: Any, path: Path, uid: str, frames: int) -> None:
 
 def decode_first_frame(ds: Any, path: Path) -> np.ndarray:
     """Decode frame 1 to a 2-D grey array (colour converted by luminance)."""
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array  # where pydicom 3 defines it (pixels re-exports it)
 
     uid = str(ds.file_meta.TransferSyntaxUID)
     frames = int(ds.get("NumberOfFrames", 1) or 1)

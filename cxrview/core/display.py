@@ -49,7 +49,7 @@ def _display_from_stored(image: XrayImage, stored: np.ndarray, window: Window | 
         grey = apply_voi_lut(modality, image.voi_lut)
     else:
         grey = apply_window(modality, window or image.presets[image.default_preset])
-    out = np.rint(grey).astype(np.uint8)
+    out: np.ndarray = np.rint(grey).astype(np.uint8)
     if image.is_inverted != invert:  # MONOCHROME1 xor the user's invert toggle
         # Inverting the quantised value keeps MONOCHROME1 an exact mirror of MONOCHROME2.
         np.subtract(255, out, out=out)
@@ -67,7 +67,7 @@ def display_lut(image: XrayImage, window: Window | None = None, *,
     if hi - lo + 1 > _MAX_LUT_SIZE:
         return None
     values = np.arange(lo, hi + 1, dtype=np.int64)
-    return lo, _display_from_stored(image, values, window, invert)
+    return int(lo), _display_from_stored(image, values, window, invert)
 
 
 def render_display(image: XrayImage, window: Window | None = None, *,

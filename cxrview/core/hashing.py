@@ -22,5 +22,5 @@ def pixel_hash(pixels: np.ndarray) -> str:
         canonical = canonical.astype(canonical.dtype.newbyteorder("<"))
     digest = hashlib.sha256()
     digest.update(f"{canonical.dtype.str}:{canonical.shape}".encode())
-    digest.update(memoryview(canonical).cast("B"))
+    digest.update(canonical.data.cast("B"))  # the C-contiguous buffer, as bytes, without a copy
     return HASH_PREFIX + digest.hexdigest()[:32]

@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def _int(text: str) -> int | None:
 
 
 def import_nih(workspace: Workspace, data_entry: str | os.PathLike[str],
-               images: list[str | os.PathLike[str]] | str | os.PathLike[str],
+               images: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
                bbox: str | os.PathLike[str] | None = None) -> ImportSummary:
     """Read the CSVs (plain or .gz) and write them in one transaction."""
     start = time.perf_counter()

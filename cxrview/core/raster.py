@@ -44,7 +44,7 @@ def _header_size(path: Path, data: bytes, fmt: str) -> tuple[int, int, str, dict
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own, clearer limit below
     try:
         with Image.open(io.BytesIO(data)) as im:
-            info = {k: str(v) for k, v in im.info.items()
+            info = {str(k): str(v) for k, v in im.info.items()
                     if isinstance(v, (str, int, float, tuple)) and k not in ("icc_profile", "exif")}
             return im.width, im.height, im.mode, info
     except Exception as exc:

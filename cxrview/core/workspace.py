@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,10 +322,10 @@ class Workspace:
         return Path(root) if root else None
 
     def integrity_ok(self) -> bool:
-        return self.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return bool(self.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     # -- images ---------------------------------------------------------------------------
-    def add_images(self, paths: list[str | os.PathLike[str]]) -> int:
+    def add_images(self, paths: Sequence[str | os.PathLike[str]]) -> int:
         """Add image files (a folder workspace); files already known are skipped. Returns how many."""
         root = self.images_root
         rows = []

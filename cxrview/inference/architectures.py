@@ -6,7 +6,7 @@ into a module, so a bundle written by ``training`` always rebuilds identically.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -36,7 +36,8 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(in_ch, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return logits
 
 
 class Ensemble(nn.Module):
@@ -91,7 +92,7 @@ def _ensemble(num_outputs: int, channels: int, args: dict[str, Any]) -> Ensemble
 def _torchvision_classifier(name: str, num_outputs: int, channels: int) -> nn.Module:
     import torchvision
 
-    model = getattr(torchvision.models, name)(weights=None, num_classes=num_outputs)
+    model: Any = getattr(torchvision.models, name)(weights=None, num_classes=num_outputs)
     if channels != 3:
         # Grey radiographs: a 1-channel stem instead of replicating grey into RGB (3x less work).
         if name.startswith("resnet"):
@@ -102,15 +103,16 @@ def _torchvision_classifier(name: str, num_outputs: int, channels: int) -> nn.Mo
             old = model.features.conv0
             model.features.conv0 = nn.Conv2d(channels, old.out_channels, old.kernel_size,
                                              old.stride, old.padding, bias=False)
-    return model
+    return cast(nn.Module, model)
 
 
 def _unet(num_outputs: int, channels: int, args: dict[str, Any]) -> nn.Module:
     import segmentation_models_pytorch as smp
 
-    return smp.Unet(encoder_name=args.get("encoder", "resnet18"), encoder_weights=None,
-                    in_channels=channels, classes=num_outputs,
-                    decoder_channels=tuple(args.get("decoder_channels", (256, 128, 64, 32, 16))))
+    unet: nn.Module = smp.Unet(encoder_name=args.get("encoder", "resnet18"), encoder_weights=None,
+                               in_channels=channels, classes=num_outputs,
+                               decoder_channels=tuple(args.get("decoder_channels", (256, 128, 64, 32, 16))))
+    return unet
 
 
 def build(architecture: str, num_outputs: int, channels: int = 1,
@@ -131,24 +133,29 @@ def build_model(card: ModelCard) -> nn.Module:
     return build(card.architecture, len(card.labels), card.channels, card.architecture_args)
 
 
+def _sub(module: nn.Module, name: str) -> nn.Module:
+    """A named child module (attribute access on a Module is typed "Tensor | Module")."""
+    return module.get_submodule(name)
+
+
 def feature_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's blocks from input to output, for freezing the first N and for Grad-CAM."""
     if isinstance(model, Ensemble):  # block i of every member together (freezing N freezes all)
         per_member = [feature_blocks(m) for m in model.members]
         return [nn.ModuleList(blocks) for blocks in zip(*per_member, strict=False)]
     if hasattr(model, "layer4"):  # torchvision ResNet
-        return [nn.Sequential(model.conv1, model.bn1), model.layer1, model.layer2, model.layer3,
-                model.layer4]
+        return [nn.Sequential(_sub(model, "conv1"), _sub(model, "bn1")), _sub(model, "layer1"),
+                _sub(model, "layer2"), _sub(model, "layer3"), _sub(model, "layer4")]
     if hasattr(model, "features") and hasattr(model.features, "denseblock1"):  # DenseNet
-        f = model.features
-        return [nn.Sequential(f.conv0, f.norm0), f.denseblock1, f.denseblock2, f.denseblock3,
-                f.denseblock4]
+        f = _sub(model, "features")
+        return [nn.Sequential(_sub(f, "conv0"), _sub(f, "norm0")), _sub(f, "denseblock1"),
+                _sub(f, "denseblock2"), _sub(f, "denseblock3"), _sub(f, "denseblock4")]
     if isinstance(model, SmallCNN):
         return [model.features[i:i + 4] for i in range(0, len(model.features), 4)]
     if hasattr(model, "encoder"):  # smp U-Net: freeze encoder stages
-        encoder = model.encoder
+        encoder = _sub(model, "encoder")
         if hasattr(encoder, "layer4"):
-            return [nn.Sequential(encoder.conv1, encoder.bn1), encoder.layer1, encoder.layer2,
-                    encoder.layer3, encoder.layer4]
+            return [nn.Sequential(_sub(encoder, "conv1"), _sub(encoder, "bn1")), _sub(encoder, "layer1"),
+                    _sub(encoder, "layer2"), _sub(encoder, "layer3"), _sub(encoder, "layer4")]
         return [encoder]
     return list(model.children())

@@ -32,15 +32,16 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from cxrview.inference.card import ModelCard
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 2  # bump when the stored JSON changes meaning: old rows then simply miss
 DB_NAME = "predictions.sqlite3"
@@ -134,7 +135,7 @@ class ResultCache:
                     with contextlib.suppress(OSError):
                         old.unlink()
 
-    def _run(self, what: str, action: Any, default: Any) -> Any:
+    def _run(self, what: str, action: Callable[[sqlite3.Connection], _T], default: _T) -> _T:
         """Run ``action(conn)``; recreate once on corruption; any other failure → ``default``."""
         for attempt in range(2):
             try:

@@ -10,6 +10,7 @@ neither torch nor Qt: the GUI and the CLI read cards without loading models.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ class ModelCard:
         return cls(normalization=Normalization(**norm), **data)
 
     @classmethod
-    def read(cls, bundle_dir: str | Path) -> ModelCard:
+    def read(cls, bundle_dir: str | os.PathLike[str]) -> ModelCard:
         path = Path(bundle_dir) / CARD_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -118,12 +118,13 @@ def largest_component(mask: np.ndarray) -> np.ndarray | None:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return None
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    component: np.ndarray = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return component
 
 
 def _row_extents(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: has-pixels flag, leftmost column, rightmost column (columns meaningless where empty)."""
-    any_row = mask.any(axis=1)
+    any_row = np.asarray(mask.any(axis=1))
     left = np.argmax(mask, axis=1)
     right = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
     return any_row, left, right

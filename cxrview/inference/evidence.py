@@ -105,7 +105,7 @@ def finding_entry(card: ModelCard, label: str, probability: float) -> dict[str, 
     return {
         "probability": round(float(probability), 4),
         "validated": validated,
-        "positive": bool(validated and probability >= threshold),
+        "positive": bool(threshold is not None and probability >= threshold),
         "threshold": _rounded(threshold),
         "sensitivity": _rounded(entry.get("sensitivity")) if validated else None,
         "sensitivity_ci": _rounded(entry.get("sensitivity_ci")) if validated else None,

@@ -15,7 +15,7 @@ block with the threshold chosen on the validation split (``training.evidence``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,7 +56,7 @@ def feature_tap(model: nn.Module, input_shape: tuple[int, int, int] | None = Non
     outputs: dict[int, Any] = {}
     batches: list[np.ndarray] = []
 
-    def hook_for(slot: int):
+    def hook_for(slot: int) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
             outputs[slot] = out
             if len(outputs) == len(targets):
@@ -90,4 +90,5 @@ def ood_scores(stats: dict[str, Any], features: np.ndarray) -> np.ndarray:
     """Vectorised :func:`ood_score` over (N, D) features with explicit statistics (training)."""
     mu, sd = np.asarray(stats["mean"], dtype=np.float64), np.asarray(stats["std"], dtype=np.float64)
     z = (np.asarray(features, dtype=np.float64) - mu) / np.maximum(sd, 1e-6)
-    return np.sqrt(np.mean(z * z, axis=1))
+    scores: np.ndarray = np.sqrt(np.mean(z * z, axis=1))
+    return scores

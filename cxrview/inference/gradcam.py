@@ -18,8 +18,8 @@ per member; its map is the mean of the members' maps (each at the input size).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -136,7 +136,9 @@ class CamSession:
         self.model = model
         self.x = x
         chosen = target if target is not None else cam_target(model)
-        self.targets: list[nn.Module] = list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
+        # not a list or tuple: one module (a checker cannot narrow a Sequence away by isinstance)
+        self.targets: list[nn.Module] = (list(chosen) if isinstance(chosen, (list, tuple))
+                                         else [cast("nn.Module", chosen)])
         self.logits: torch.Tensor | None = None
         self._raw_logits: torch.Tensor | None = None
         self._activations: list[torch.Tensor] | None = None
@@ -146,7 +148,7 @@ class CamSession:
 
         captured: dict[int, torch.Tensor] = {}
 
-        def hook_for(slot: int):
+        def hook_for(slot: int) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor]:
             def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
                 leaf = output.detach().requires_grad_(True)
                 captured[slot] = leaf  # the last call wins, as for a module called twice
@@ -194,7 +196,8 @@ class CamSession:
 
         if self._activations is None:
             raise RuntimeError("CamSession.features() called outside its with-block")
-        return pool_activations(self._activations)[0]
+        pooled: np.ndarray = pool_activations(self._activations)[0]
+        return pooled
 
     def __exit__(self, *exc: object) -> None:
         self._raw_logits = self._activations = None  # frees the retained graph

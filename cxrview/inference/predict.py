@@ -60,7 +60,10 @@ class Cancelled(Exception):
 
 
 class CancelState(Protocol):
-    cancelled: bool
+    """What a long prediction polls between stages (the GUI's TaskState, a test's namespace)."""
+
+    @property
+    def cancelled(self) -> bool: ...  # read-only is enough: the caller sets it, we only poll
 
 
 @dataclass
@@ -264,7 +267,7 @@ class Predictor:
         if cls.task != "multilabel-classification":
             raise BundleError(f"{self.classifier_path}: not a classifier (task {cls.task!r})")
         if self.segmenter_path is not None:
-            seg = self._segmenter().card
+            seg = get_network(self.segmenter_path, self.device).loaded.card
             missing = set(SEGMENTER_LABELS) - set(seg.labels)
             if seg.task != "segmentation" or missing:
                 raise BundleError(f"{self.segmenter_path}: not a lung/heart segmenter "
@@ -408,6 +411,7 @@ class Predictor:
         index = self._finding_index(finding)
         entry = get_network(self.classifier_path, self.device)
         view = self._view(image)
+        assert view.x is not None  # _view always sets the model input
         with entry.lock, CamSession(entry.loaded.model, self._tensor(view.x),
                                     target=entry.cam_target()) as session:
             cam = session.cam(index)
@@ -451,6 +455,7 @@ class Predictor:
         _check(state)
 
         cams: dict[str, np.ndarray] = {}
+        assert view.x is not None  # _view always sets the model input
         x = self._tensor(view.x)
         if cam_for is None:
             with torch.inference_mode(), feature_tap(entry.loaded.model, target=entry.cam_target()) as taps:

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cxrview.inference.bundle import file_sha256
 from cxrview.inference.card import BundleError, ModelCard
@@ -114,7 +114,7 @@ def _clean_record(raw: Any) -> dict[str, Any] | None:
     """A version record as stored, or None when it is unusable."""
     if not isinstance(raw, dict):
         return None
-    record = {key: raw.get(key) for key in _RECORD_KEYS}
+    record: dict[str, Any] = {key: raw.get(key) for key in _RECORD_KEYS}
     record["folder"] = raw.get("folder")
     if not all(isinstance(record[k], str) and record[k] for k in ("id", "name", "version")):
         return None
@@ -236,10 +236,10 @@ class ModelRegistry:
                     raise RegistryError(f"{source / card.weights_file}: sha256 {sha[:12]}… does not match "
                                         f"the card's {card.weights_sha256[:12]}… (file corrupt or replaced)")
                 version_id = self._new_id(state, f"{card.name}@{card.version}-{sha[:8]}")
-                record = {"id": version_id, "task": task, "name": card.name, "version": card.version,
-                          "created": _now(), "parent": parent, "manifest_sha256": manifest_sha256,
-                          "comparison": comparison, "log_path": log_path,
-                          "folder": _folder_name(version_id)}
+                record: dict[str, Any] = {
+                    "id": version_id, "task": task, "name": card.name, "version": card.version,
+                    "created": _now(), "parent": parent, "manifest_sha256": manifest_sha256,
+                    "comparison": comparison, "log_path": log_path, "folder": _folder_name(version_id)}
                 self._write_json(staging / ENTRY_FILE, record)
                 target = self.versions_dir / record["folder"]
                 if target.exists():  # left by a register that crashed before recording it
@@ -376,7 +376,7 @@ class ModelRegistry:
     def _record(self, state: dict[str, Any], version_id: str) -> dict[str, Any]:
         for record in state["versions"]:
             if record["id"] == version_id:
-                return record
+                return cast(dict[str, Any], record)  # the stored record itself: callers update it
         if version_id.startswith(SHIPPED_PREFIX):
             raise RegistryError(f"{version_id} is a shipped model and cannot be changed")
         raise RegistryError(f"no model version {version_id!r} (see `cxrview models list`)")

@@ -152,11 +152,13 @@ def fit_box_inside(box: Box, polygon: Polygon | None, image_size: tuple[int, int
     return Box(box.finding, x0, y0, x1 - x0, y1 - y0, box.score, box.heat)
 
 
-def box_inside(box: Box | dict, polygon: Polygon) -> bool:
+def box_inside(box: Box | dict[str, float], polygon: Polygon) -> bool:
     """True when every corner of the box lies inside the (convex) polygon (tests, benchmarks)."""
-    get = box.get if isinstance(box, dict) else lambda k: getattr(box, k)
     contour = np.array(polygon, dtype=np.float32).reshape(-1, 1, 2)
-    x, y, w, h = (float(get(k)) for k in ("x", "y", "w", "h"))
+    if isinstance(box, dict):
+        x, y, w, h = (float(box[k]) for k in ("x", "y", "w", "h"))
+    else:
+        x, y, w, h = float(box.x), float(box.y), float(box.w), float(box.h)
     return all(_inside(contour, cx, cy) for cx in (x, x + w) for cy in (y, y + h))
 
 

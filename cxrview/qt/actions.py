@@ -85,9 +85,6 @@ class ActionSet:
     def __getitem__(self, action_id: str) -> QAction:
         return self._actions[action_id]
 
-    def __contains__(self, action_id: object) -> bool:
-        return action_id in self._actions
-
     def __iter__(self) -> Iterator[QAction]:
         return iter(self._actions.values())
 

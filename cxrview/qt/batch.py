@@ -204,10 +204,6 @@ class BatchScorer(QObject):
         files.sort_changed.connect(self._on_sort_changed)
         files.set_sort_mode(str(self.qs.value("files/sort", "file") or "file"))
 
-    def running(self) -> bool:
-        handle = self.runner.current("batch")
-        return handle is not None and not handle.is_done()
-
     def start(self) -> None:
         paths = self.files.paths()
         if not paths:

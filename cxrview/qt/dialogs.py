@@ -112,9 +112,13 @@ class ShortcutsDialog(QDialog):
         if clash is not None:
             self.message.setText(f"Those keys already belong to “{plain_text(clash)}”: change that first.")
             return
-        self.table.item(row, 0).setText(shortcut_text(action))
+        self._cell(row, 0).setText(shortcut_text(action))
         self.message.setText(f"“{plain_text(action)}” is now {shortcut_text(action) or 'unassigned'}.")
 
+    def _cell(self, row: int, col: int) -> QTableWidgetItem:
+        item = self.table.item(row, col)
+        assert item is not None  # every cell got an item in __init__
+        return item
+
     def rows(self) -> list[tuple[str, str]]:
-        return [(self.table.item(r, 0).text(), self.table.item(r, 1).text())
-                for r in range(self.table.rowCount())]
+        return [(self._cell(r, 0).text(), self._cell(r, 1).text()) for r in range(self.table.rowCount())]

@@ -26,6 +26,7 @@ import getpass
 import logging
 import os
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -345,7 +346,7 @@ class ReviewController(QObject):
             command = self._guard(self.stack.redo)
             self._follow(command)
 
-    def _guard(self, fn: Any) -> Command | None:
+    def _guard(self, fn: Callable[[], Command | None]) -> Command | None:
         try:
             return fn()
         except (WorkspaceError, OSError) as exc:

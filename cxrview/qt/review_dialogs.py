@@ -47,7 +47,8 @@ def import_task(state: TaskState, images: str, data_entry: str, bbox: str | None
                 f"{summary.seconds:.1f} s|{ws.path}")
 
 
-def export_task(state: TaskState, workspace: str, fmt: str, out: str, options: dict[str, Any]) -> dict:
+def export_task(state: TaskState, workspace: str, fmt: str, out: str,
+                options: dict[str, Any]) -> dict[str, Any]:
     from cxrview.core.dataset_export import export_workspace
     from cxrview.core.workspace import Workspace
 
@@ -159,7 +160,7 @@ class ExportDialog(_JobDialog):
         self.form.addRow("Output", _path_row(self, self.output, self._pick_output))
         self.form.addRow("", self.reviewed_only)
         self.form.addRow("", self.patient_ids)
-        self.summary: dict | None = None
+        self.summary: dict[str, Any] | None = None
 
     def _pick_output(self) -> None:
         if self.format.currentData() == "nih-csv":
@@ -182,7 +183,7 @@ class ExportDialog(_JobDialog):
             options["reviewed_only"] = self.reviewed_only.isChecked()
         self._run(export_task, str(self.workspace_path), fmt, out, options)
 
-    def _done(self, result: dict) -> None:
+    def _done(self, result: dict[str, Any]) -> None:
         self.summary = result
         self.message.setText("Exported: " + ", ".join(f"{k} {v}" for k, v in result.items()))
         self.buttons.setEnabled(True)

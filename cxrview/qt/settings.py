@@ -33,6 +33,8 @@ class AppSettings:
             return []
         if isinstance(value, str):
             value = [value] if value else []
+        if not isinstance(value, (list, tuple)):
+            return []  # an unreadable entry is no recent files, not a crash
         return [str(v) for v in value][:MAX_RECENT]
 
     def add_recent(self, path: str) -> list[str]:

@@ -35,6 +35,8 @@ class ShownAnyway:
             return []
         if isinstance(value, str):
             value = [value]
+        if not isinstance(value, (list, tuple)):
+            return []
         return [str(v) for v in value if v]
 
     def __contains__(self, key: object) -> bool:

@@ -296,6 +296,9 @@ class FindingsDock(QDockWidget):
     opacity_changed = Signal(float)
     show_anyway_requested = Signal()
     hide_again_requested = Signal()
+    # The scroll area shadows QWidget.scroll(dx, dy), which nothing calls on a dock; the name is
+    # what the dock's tests and callers use.
+    scroll: QScrollArea  # type: ignore[assignment]
 
     def __init__(self, parent: QWidget | None = None) -> None:
         self._built = False  # changeEvent may come before the children exist

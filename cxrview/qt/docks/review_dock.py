@@ -181,15 +181,15 @@ class ReviewDock(QDockWidget):
         for other in same_patient:
             prefix = f"#{other.follow_up}  " if other.follow_up is not None else ""
             label = f"{prefix}{other.file}  [{other.review_state}]"
-            item = QListWidgetItem(label + ("" if other.present else "  (not here)"))
-            item.setData(Qt.ItemDataRole.UserRole, other.id)
+            entry = QListWidgetItem(label + ("" if other.present else "  (not here)"))
+            entry.setData(Qt.ItemDataRole.UserRole, other.id)
             if other.id == record.id:
-                font = item.font()
+                font = entry.font()
                 font.setBold(True)
-                item.setFont(font)
+                entry.setFont(font)
             if not other.present:
-                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
-            self.patient_list.addItem(item)
+                entry.setFlags(entry.flags() & ~Qt.ItemFlag.ItemIsEnabled)
+            self.patient_list.addItem(entry)
 
     def clear(self, message: str) -> None:
         self.header.setText(message)
@@ -202,6 +202,7 @@ class ReviewDock(QDockWidget):
 
     def _set_cell(self, row: int, col: int, text: str, value: str | None) -> QTableWidgetItem:
         item = self.table.item(row, col)
+        assert item is not None  # every cell got an item in __init__
         item.setText(text)
         color = VALUE_COLORS.get(value or "")
         item.setForeground(QBrush(color) if color is not None else QBrush())
@@ -216,7 +217,8 @@ class ReviewDock(QDockWidget):
         return NIH_FINDINGS[rows[0].row()] if rows else None
 
     def current_reason(self) -> str | None:
-        return self.reason.currentData()
+        reason = self.reason.currentData()
+        return None if reason is None else str(reason)
 
     # -- signals ----------------------------------------------------------------------------
     def _on_cell_clicked(self, row: int, col: int) -> None:

@@ -136,9 +136,10 @@ class FinetuneDialog(QDialog):
         layout.addWidget(self.curve, 1)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
-        for widget in (self.corrections, self.replay, self.epochs, self.frozen, self.device):
-            signal_ = getattr(widget, "valueChanged", None) or widget.currentIndexChanged
-            signal_.connect(self._update_estimate)
+        for spin in (self.replay, self.epochs, self.frozen):
+            spin.valueChanged.connect(self._update_estimate)
+        for combo in (self.corrections, self.device):
+            combo.currentIndexChanged.connect(self._update_estimate)
         self._update_estimate()
         self.resize(560, 560)
 

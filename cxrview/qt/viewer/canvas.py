@@ -249,7 +249,9 @@ class ImageCanvas(QGraphicsView):
         self._show_pixels(pixels)
 
     # -- window / level / invert -------------------------------------------------------
-    def window(self) -> Window | None:
+    # Shadows QWidget.window() (the top-level widget), which nothing here calls on the canvas; the
+    # name is the viewer's word for level/width throughout the GUI and its tests.
+    def window(self) -> Window | None:  # type: ignore[override]
         """The effective window (the file's default preset until the user changes it)."""
         if self._window is not None:
             return self._window
@@ -419,7 +421,7 @@ class ImageCanvas(QGraphicsView):
         layer = self._layers.pop(name, None)
         if layer is not None:
             self.scene().removeItem(layer)
-            layer.setParentItem(None)
+            layer.setParentItem(None)  # type: ignore[arg-type]  # the stubs lack Optional; Qt takes nullptr
         return layer
 
     def layer(self, name: str) -> OverlayLayer | None:

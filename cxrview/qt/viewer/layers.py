@@ -182,7 +182,7 @@ class MeasurementLayer(OverlayLayer):
             scene = item.scene()
             if scene is not None:
                 scene.removeItem(item)
-            item.setParentItem(None)
+            item.setParentItem(None)  # type: ignore[arg-type]  # the stubs lack Optional; Qt takes nullptr
         m.items = []
         if self._selected is m:
             self._selected = None
