@@ -5,6 +5,6 @@ run:
 test:
 	python3 dev.py test
 lint:
-	.venv/bin/ruff check cxrview training tests benchmarks
+	python3 dev.py check
 bench:
 	.venv/bin/python benchmarks/load_vs_pydicom.py

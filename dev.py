@@ -3,6 +3,7 @@
 
     python3 dev.py run [PATH ...]   create .venv if needed, install, launch the app
     python3 dev.py test [PYTEST ARGS]   create .venv if needed, install, run the test suite
+    python3 dev.py check   create .venv if needed, install, run ruff, mypy and the import contracts
 
 Installation is skipped when pyproject.toml has not changed since the last one
 (a stamp file in .venv), so repeated runs start immediately.
@@ -76,12 +77,34 @@ def ensure_display_libraries() -> None:
         _say("Qt needs libxcb-cursor0 and friends: sudo apt-get install " + " ".join(XCB_PACKAGES))
 
 
+# The static checks .ci/run runs before the tests (the same as the pre-commit hooks).
+CHECKS = (
+    ("ruff", ["ruff", "check", "cxrview", "training", "tests", "benchmarks", "dev.py"]),
+    ("mypy", ["mypy"]),  # what to check and how strictly: [tool.mypy] in pyproject.toml
+    ("import contracts", ["lint-imports"]),  # [tool.importlinter] in pyproject.toml
+)
+
+
+def run_checks() -> int:
+    """Run every check (all of them, so one report shows every problem); 1 if any failed."""
+    failed = []
+    for name, (tool, *args) in CHECKS:
+        _say(f"{name}: {tool} {' '.join(args)}")
+        if subprocess.call([str(BIN / tool), *args], cwd=ROOT) != 0:
+            failed.append(name)
+    if failed:
+        _say("failed: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
+    if not argv or argv[0] not in ("run", "test", "check"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     ensure_venv()
+    if command == "check":
+        return run_checks()
     if command == "run":
         ensure_display_libraries()
         return subprocess.call([str(PYTHON), "-m", "cxrview", *rest])

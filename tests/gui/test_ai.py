@@ -113,6 +113,7 @@ def test_findings_dock_and_layers(qtbot, ai_window, nih_dir):
         assert action.isEnabled() == (name == "auto" or name in avail)
 
 
+@pytest.mark.perf
 def test_event_loop_not_blocked_while_predicting(qtbot, ai_window, nih_dir, app_heap):
     win = ai_window
     paths = _images(nih_dir, 2)

@@ -29,6 +29,7 @@ def _without_volatile(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in ("path", "cached", "timings")}
 
 
+@pytest.mark.slow
 def test_predict_and_render_match_the_viewer(qtbot, window, nih_dir, tmp_path):
     from cxrview.qt.overlays import paint_layers
 

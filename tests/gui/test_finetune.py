@@ -39,6 +39,8 @@ def _options(**kw):
     return FinetuneOptions(epochs=1, replay=8, device="cpu", **kw)
 
 
+@pytest.mark.slow
+@pytest.mark.perf  # its event-loop bound is about the whole run: measured once, not rerun
 def test_finetune_from_the_gui_then_activate_and_roll_back(qtbot, corrected, app_heap):
     window = corrected
     controller = window.finetune
@@ -86,6 +88,7 @@ def test_finetune_from_the_gui_then_activate_and_roll_back(qtbot, corrected, app
     models.close()
 
 
+@pytest.mark.slow
 def test_killed_training_keeps_log_and_active_model(qtbot, corrected, nih_dir):
     from cxrview.finetune_orchestration import kill_tree
 

@@ -181,6 +181,7 @@ def test_stale_loads_are_dropped_when_paging_fast(qtbot, window, nih_dir: Path) 
     assert shown == [(files[8], files[8])]
 
 
+@pytest.mark.perf
 def test_gui_stays_responsive_while_decoding_big_jpeg2000(qtbot, window, dicom_dir: Path,
                                                           app_heap: None) -> None:
     """Decoding runs on a worker thread; the decoders release the GIL, so the GUI ticks."""
@@ -327,3 +328,42 @@ def test_shortcuts_can_be_remapped_and_persist(qtbot, window) -> None:
     qtbot.addWidget(dialog)
     assert any("Confirm" in text and keys for keys, text in dialog.rows())
     dialog.close()
+
+
+def test_every_shortcut_in_the_window_is_listed_and_can_be_remapped(qtbot, window) -> None:
+    """Every QAction under the window that has keys, whichever part made it (viewer, AI, review,
+    batch scoring, fine-tuning), is in Help › Keyboard Shortcuts, and the dialog gives it new keys
+    that a new window starts with."""
+    from PySide6.QtGui import QAction, QKeySequence
+
+    from cxrview.qt.actions import shortcut_text
+    from cxrview.qt.main_window import MainWindow
+
+    with_keys = [a for a in window.findChildren(QAction) if shortcut_text(a)]
+    names = [a.objectName() for a in with_keys]
+    assert "action_score_all" in names and "action_confirm" in names and "action_fit" in names
+    assert len(set(names)) == len(names) and all(names)  # a remapping is saved under the object name
+    dialog = window.show_shortcuts()
+    qtbot.addWidget(dialog)
+    rows = {id(a): r for r, a in enumerate(dialog.row_actions) if a is not None}
+    assert [a.objectName() for a in with_keys if id(a) not in rows] == []
+    keys = iter(QKeySequence(f"{mods}+{k}") for mods in ("Ctrl+Alt", "Ctrl+Alt+Shift")
+                for k in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    assigned = {}
+    for action in with_keys:
+        sequence = next(keys)
+        dialog.table.setCurrentCell(rows[id(action)], 0)
+        dialog.editor.setKeySequence(sequence)
+        dialog.assign.click()
+        assert action.shortcuts() == [sequence], (action.objectName(), dialog.message.text())
+        assert dialog.rows()[rows[id(action)]][0] == shortcut_text(action)
+        assigned[action.objectName()] = sequence
+    dialog.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    try:
+        restored = {a.objectName(): a.shortcuts() for a in again.findChildren(QAction)
+                    if a.objectName() in assigned}
+        assert restored == {name: [sequence] for name, sequence in assigned.items()}
+    finally:
+        again.close()

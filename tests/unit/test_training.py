@@ -42,6 +42,7 @@ def tiny_run(nih_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return out, events
 
 
+@pytest.mark.slow
 def test_train_emits_json_lines_protocol(tiny_run: tuple[Path, list[dict]]) -> None:
     _, events = tiny_run
     kinds = [e["event"] for e in events]
@@ -53,6 +54,7 @@ def test_train_emits_json_lines_protocol(tiny_run: tuple[Path, list[dict]]) -> N
     assert all(isinstance(e["time"], float) for e in events)
 
 
+@pytest.mark.slow
 def test_bundle_loads_in_the_app_and_evaluate_reproduces_card(tiny_run: tuple[Path, list[dict]],
                                                               tmp_path: Path) -> None:
     from cxrview.inference.bundle import load_bundle
@@ -75,6 +77,7 @@ def test_bundle_loads_in_the_app_and_evaluate_reproduces_card(tiny_run: tuple[Pa
     assert cv2.imread(str(tmp_path / "eval" / "roc.png")) is not None
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(tiny_run: tuple[Path, list[dict]], nih_dir: Path,
                                          tmp_path: Path) -> None:
     out = tmp_path / "resumable"
@@ -121,6 +124,7 @@ def _phantoms(root: Path, n: int = 12, size: int = 64) -> tuple[Path, Path]:
     return images, masks
 
 
+@pytest.mark.slow
 def test_segmentation_training_reports_dice_and_ctr(tmp_path: Path) -> None:
     images, masks = _phantoms(tmp_path)
     code, events, err = _run(["train", "--task", "segmentation", "--arch", "small-cnn", "--size", "32",
@@ -153,6 +157,7 @@ def test_segmentation_training_reports_dice_and_ctr(tmp_path: Path) -> None:
     assert not held & {p for part in card["training"]["split_patients"].values() for p in part}
 
 
+@pytest.mark.slow
 def test_lr_find_suggests_a_rate(nih_dir: Path, tmp_path: Path) -> None:
     code, events, err = _run(["lr-find", *_nih_args(nih_dir, tmp_path / "lr"), "--steps", "12"])
     assert code == 0, err
@@ -160,6 +165,7 @@ def test_lr_find_suggests_a_rate(nih_dir: Path, tmp_path: Path) -> None:
     assert done["event"] == "done" and 1e-6 <= done["suggested_lr"] <= 1.0
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(nih_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     args = ["--standalone", "--nproc_per_node=2", "-m", "training", "train",
@@ -193,6 +199,7 @@ def test_evaluate_single_label_folders_gives_confusion_matrix(tiny_run: tuple[Pa
     assert len(report["top_losses"]) == 10 and report["per_label"]["Effusion"]["n_pos"] == 6
 
 
+@pytest.mark.slow
 def test_recalibrate_writes_a_bundle_with_validation_evidence(tiny_run: tuple[Path, list[dict]],
                                                                tmp_path: Path) -> None:
     run, _ = tiny_run
@@ -241,6 +248,7 @@ def test_recalibrate_writes_a_bundle_with_validation_evidence(tiny_run: tuple[Pa
         assert (tmp_path / f"ev-{split}" / "reliability.png").is_file()
 
 
+@pytest.mark.slow
 def test_ensemble_of_members_on_one_split_loads_predicts_and_fine_tunes(
         tiny_run: tuple[Path, list[dict]], nih_dir: Path, tmp_path: Path) -> None:
     from cxrview.inference.architectures import Ensemble
@@ -299,6 +307,7 @@ def test_ensemble_of_members_on_one_split_loads_predicts_and_fine_tunes(
                                             if v["validated"]}
 
 
+@pytest.mark.slow
 def test_ensemble_refuses_members_from_different_splits(tiny_run: tuple[Path, list[dict]], nih_dir: Path,
                                                        tmp_path: Path) -> None:
     run, _ = tiny_run
@@ -312,6 +321,7 @@ def test_ensemble_refuses_members_from_different_splits(tiny_run: tuple[Path, li
     assert not (tmp_path / "ens").exists()
 
 
+@pytest.mark.slow
 def test_compare_on_the_reserved_patients(tiny_run: tuple[Path, list[dict]], tmp_path: Path) -> None:
     """`compare --reserved-from CONFIG` scores only reserved NIH patients (ID divisible by 5)."""
     from training.compare import reserved_samples

@@ -24,6 +24,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(not (shipped_bundle("classifier") / "card.json").is_file(), reason="no shipped model")
+@pytest.mark.slow
 def test_import_score_worklist(nih_dir: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws.sqlite"
     done = _cli("import-nih", "--images", str(nih_dir), "--data-entry", str(DATA_ENTRY), "--bbox", str(BBOX),
@@ -59,6 +60,7 @@ def test_import_score_worklist(nih_dir: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and "no workspace" in done.stderr
 
 
+@pytest.mark.slow
 def test_out_of_fold_predictions_feed_mislabel_scores(nih_dir: Path, tmp_path: Path) -> None:
     """`python -m training oof` predicts every image with a model that did not train on its patient;
     `cxrview score --predictions` stores them as out-of-sample and ranks mislabels from them."""

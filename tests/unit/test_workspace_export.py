@@ -103,6 +103,7 @@ def _answers(ws: Workspace) -> dict[str, list[tuple]]:
     return out
 
 
+@pytest.mark.slow
 def test_nih_csv_round_trips_current_labels_and_boxes(edited, nih_dir: Path, tmp_path: Path) -> None:
     ws, ids = edited
     summary = export_nih_csv(ws, tmp_path / "out")
