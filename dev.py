@@ -89,7 +89,7 @@ def run_checks() -> int:
     """Run every check (all of them, so one report shows every problem); 1 if any failed."""
     failed = []
     for name, (tool, *args) in CHECKS:
-        _say(f"{name}: {tool} {' '.join(args)}")
+        _say(f"{name}: {' '.join([tool, *args])}")
         if subprocess.call([str(BIN / tool), *args], cwd=ROOT) != 0:
             failed.append(name)
     if failed:
