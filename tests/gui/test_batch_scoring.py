@@ -135,13 +135,25 @@ def test_score_all_files_and_cxrview_score_store_the_same_rows(qtbot, window, ni
     """Score All Files in an open workspace records what `cxrview score` records for the same images:
     predictions, out-of-sample flags, triage and mislabel scores; withheld films neither."""
     from cxrview.cli import main
+    from cxrview.inference.card import ModelCard
 
-    n = 5
+    # A few films, one of them out of the shipped model's training and validation patients (so a
+    # mislabel score is compared too), in a folder of their own: `cxrview score` scores them all.
+    split = ModelCard.read(shipped_bundle("classifier")).training.get("split_patients") or {}
+    seen = set(split.get("train", [])) | set(split.get("val", []))
+    films = sorted(nih_dir.glob("*.png"))
+    unseen = next(f for f in films if f"nih:{int(f.name.split('_')[0])}" not in seen)
+    images = tmp_path / "images"
+    images.mkdir()
+    for film in {*films[:2], unseen}:
+        shutil.copy(film, images / film.name)
+    n = len(list(images.iterdir()))
     gui_ws, cli_ws = tmp_path / "gui.sqlite", tmp_path / "cli.sqlite"
-    with Workspace(gui_ws, create=True, images_root=nih_dir) as ws:
-        import_nih(ws, DATA_ENTRY, nih_dir)
-        paths = [str(ws.absolute_path(r)) for r in query_images(ws, WorklistQuery(sort="file", limit=n))]
+    with Workspace(gui_ws, create=True, images_root=images) as ws:
+        import_nih(ws, DATA_ENTRY, images)
+        paths = [str(ws.absolute_path(r)) for r in query_images(ws, WorklistQuery(sort="file"))]
         ws.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert len(paths) == n
     shutil.copy(gui_ws, cli_ws)
 
     window.ai.set_device("cpu")
@@ -154,7 +166,7 @@ def test_score_all_files_and_cxrview_score_store_the_same_rows(qtbot, window, ni
 
     monkeypatch.setenv("CXRVIEW_CACHE_DIR", str(tmp_path / "cli-cache"))  # predicted afresh, not read back
     capsys.readouterr()
-    assert main(["score", str(cli_ws), "--device", "cpu", "--limit", str(n)]) == 0
+    assert main(["score", str(cli_ws), "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["scored"] == summary.recorded
 
     gui, cli = _recorded_rows(gui_ws), _recorded_rows(cli_ws)
