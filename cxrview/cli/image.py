@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,18 @@ def add_render_arguments(render: argparse.ArgumentParser) -> None:
     render.add_argument("--device", default="auto", help="device for overlays: auto, cpu, cuda, mps")
     render.add_argument("--force", action="store_true",
                         help="draw AI overlays even on a film the input check withholds")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None: JSON has no NaN or Infinity, and
+    ``info --json`` must print valid JSON whatever the file held."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _info_dict(image: XrayImage) -> dict[str, Any]:
@@ -126,7 +139,7 @@ def run_info(args: argparse.Namespace) -> int:
         return print_error(str(exc))
     info = _info_dict(image)
     if args.json:
-        print(json.dumps(info))
+        print(json.dumps(json_safe(info), allow_nan=False))
     else:
         _print_info(info)
     return EXIT_OK

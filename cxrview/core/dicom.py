@@ -10,16 +10,34 @@ pylibjpeg plugins is the fallback (and decodes RLE and native data).
 ACR-NEMA files without preamble or file meta: pydicom reads the elements with
 ``force=True`` but refuses to decode pixels without a Transfer Syntax UID, so
 we supply the encoding it detected.
+
+Before any decoder runs, the sizes a hostile file could lie about are checked from the
+bytes (:mod:`cxrview.core.limits`): the codestream's own width and height, the size a
+deflated dataset inflates to, the bytes one frame needs. Malformed optional attributes
+are repaired with a notice (:mod:`cxrview.core.dicom_header`).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cxrview.core.dicom_header import (
+    display_attributes,
+    file_windows,
+    lut_from_item,
+    metadata_items,
+    modality_transform,
+    optional_str,
+    pixel_spacing,
+    repair_header,
+    safe_get,
+)
 from cxrview.core.errors import (
     CorruptImageError,
     ImageLoadError,
@@ -29,21 +47,26 @@ from cxrview.core.errors import (
     UnsupportedTransferSyntaxError,
 )
 from cxrview.core.hashing import pixel_hash
-from cxrview.core.image import (
-    LookupTable,
-    MetadataItem,
-    ModalityTransform,
-    Spacing,
-    SpacingSource,
-    VoiFunction,
-    Window,
-    XrayImage,
+from cxrview.core.image import Window, XrayImage
+from cxrview.core.limits import (
+    BYTES_PER_PIXEL_LIMIT,
+    MIN_INFLATE_LIMIT,
+    CodestreamError,
+    codestream_size,
+    inflated_size_within,
 )
 from cxrview.core.presets import histogram_presets
+from cxrview.core.raster import bounded_float, grey_from_colour
+
+# pydicom reports header trivia as Python warnings (printed as several lines on stderr);
+# the loader turns what matters into notices instead.
+warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 log = logging.getLogger(__name__)
 
-_MAX_METADATA_VALUE = 200
+DEFLATED = "1.2.840.10008.1.2.1.99"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 
 
 def _import_pydicom() -> Any:
@@ -52,13 +75,57 @@ def _import_pydicom() -> Any:
     return pydicom
 
 
-def read_dataset(path: Path) -> tuple[Any, list[str]]:
+def _meta_transfer_syntax(head: bytes) -> tuple[str | None, int]:
+    """(Transfer Syntax UID, offset after the file meta group) from a file's first bytes,
+    by walking the explicit-VR little-endian group 0002 elements after the preamble."""
+    if head[128:132] != b"DICM":
+        return None, 0
+    pos, uid = 132, None
+    while pos + 8 <= len(head):
+        group, element = struct.unpack_from("<HH", head, pos)
+        if group != 0x0002:
+            break
+        vr = head[pos + 4:pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            if pos + 12 > len(head):
+                break
+            (length,) = struct.unpack_from("<I", head, pos + 8)
+            value_at = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", head, pos + 6)
+            value_at = pos + 8
+        if element == 0x0010:
+            uid = head[value_at:value_at + length].rstrip(b"\0 ").decode("ascii", "replace")
+        pos = value_at + length
+    return uid, pos
+
+
+def _check_inflation(path: Path, max_pixels: int | None) -> None:
+    """A deflated dataset must not inflate beyond what an allowed image can need."""
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+        if DEFLATED.encode() not in head:
+            return
+        uid, offset = _meta_transfer_syntax(head)
+        if uid != DEFLATED:
+            return
+        handle.seek(offset)
+        stream = handle.read()
+    limit = None if max_pixels is None else max(BYTES_PER_PIXEL_LIMIT * max_pixels, MIN_INFLATE_LIMIT)
+    if limit is not None and not inflated_size_within(stream, limit):
+        raise ImageTooLargeError(
+            path, f"the deflated data set inflates to more than {limit / 1e6:.0f} MB "
+                  "(a decompression bomb?)")
+
+
+def read_dataset(path: Path, max_pixels: int | None = None) -> tuple[Any, list[str]]:
     """Parse the header (and pixel bytes) of a DICOM or ACR-NEMA file."""
     pydicom = _import_pydicom()
     from pydicom.errors import InvalidDicomError
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     notices: list[str] = []
+    _check_inflation(path, max_pixels)
     try:
         ds = pydicom.dcmread(str(path), force=True)
     except InvalidDicomError as exc:
@@ -68,12 +135,13 @@ def read_dataset(path: Path) -> tuple[Any, list[str]]:
     except Exception as exc:  # pydicom raises many types on garbage input
         raise CorruptImageError(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
 
-    if "PixelData" not in ds:
-        if len(ds) == 0 or "Rows" not in ds:
-            raise NotAnImageError(path, "not an image file (no DICOM pixel data found)")
-        raise NotAnImageError(path, "DICOM file without pixel data (not an image)")
-
     meta = ds.file_meta if hasattr(ds, "file_meta") else None
+    if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        raise NotAnImageError(path, "is a DICOMDIR (the index of a CD or DVD): open its folder to "
+                                    "browse the studies it lists")
+    if "PixelData" not in ds:
+        raise _missing_pixels(path, ds)
+
     if meta is None or "TransferSyntaxUID" not in meta:
         # ACR-NEMA style: pydicom detected the encoding while parsing; make it explicit.
         implicit = getattr(ds, "original_encoding", (True, True))[0]
@@ -83,6 +151,43 @@ def read_dataset(path: Path) -> tuple[Any, list[str]]:
         notices.append("no DICOM file header (ACR-NEMA style): assumed "
                        + ("implicit" if implicit else "explicit") + " VR little endian")
     return ds, notices
+
+
+def _missing_pixels(path: Path, ds: Any) -> ImageLoadError:
+    """Why a parsed file has no Pixel Data: truncated inside it, or none to begin with.
+
+    pydicom keeps *no* element when the file ends inside encapsulated pixel data (it
+    collects them in one expression that the end-of-file error abandons), so a header
+    read that stops before the pixels tells the two cases apart."""
+    pydicom = _import_pydicom()
+    try:
+        header = pydicom.dcmread(str(path), force=True, stop_before_pixels=True)
+    except Exception:
+        header = ds
+    if "Rows" in header:
+        with open(path, "rb") as handle:
+            has_tag = _PIXEL_DATA_TAG in handle.read()
+        if has_tag or len(header) > len(ds):
+            return TruncatedFileError(path, "the file is truncated inside its pixel data")
+        return NotAnImageError(path, "DICOM file without pixel data (not an image)")
+    if len(header) == 0:
+        return NotAnImageError(path, "not an image file (no DICOM pixel data found)")
+    if "Image Storage" in _sop_class_name(header):
+        return TruncatedFileError(path, "the file is truncated: it ends before its image description "
+                                        "and pixel data")
+    return NotAnImageError(path, "DICOM file without an image (no pixel data: a report, "
+                                 "structured document or index?)")
+
+
+def _sop_class_name(ds: Any) -> str:
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    uid = str(safe_get(ds, "SOPClassUID") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+    try:
+        return str(UID(uid).name) if uid else ""
+    except Exception:
+        return ""
 
 
 def _transfer_syntax_name(uid: str) -> str:
@@ -109,19 +214,50 @@ _IMAGECODECS_DECODERS = {
 }
 
 
-def _decode_with_imagecodecs(ds: Any, uid: str, frames: int) -> np.ndarray | None:
-    """First frame via imagecodecs, or None when it is unavailable or fails (pydicom then tries)."""
+def _first_frame_bytes(ds: Any, frames: int) -> bytes | None:
     from pydicom.encaps import generate_frames
 
+    try:
+        return next(generate_frames(ds.PixelData, number_of_frames=frames))
+    except Exception:  # damaged fragments: the decoders report it
+        return None
+
+
+def _check_codestream(first: bytes | None, ds: Any, path: Path, uid: str, max_pixels: int | None) -> None:
+    """The codestream's *own* size is what a decoder allocates: check it, not only the header's."""
+    if first is None or uid not in _IMAGECODECS_DECODERS:
+        return
+    try:
+        size = codestream_size(first)
+    except CodestreamError as exc:
+        raise CorruptImageError(path, f"the compressed image data is damaged ({exc})") from exc
+    if size is None:
+        return
+    width, height, _components = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            path, f"the compressed image claims {width}×{height} = {width * height / 1e6:.0f} megapixels, "
+                  f"over the {max_pixels / 1e6:.0f}-megapixel safety limit")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if (width, height) != (cols, rows) and height != 0:  # height 0: set later by a DNL marker
+        raise CorruptImageError(path, f"the compressed image is {width}×{height} but the header "
+                                      f"says {cols}×{rows}")
+
+
+def _decode_with_imagecodecs(ds: Any, uid: str, first: bytes | None) -> np.ndarray | None:
+    """First frame via imagecodecs, or None when it is unavailable or fails (pydicom then tries)."""
     name = _IMAGECODECS_DECODERS.get(uid)
+    if name is None or first is None:
+        return None
     try:
         import imagecodecs
 
-        decoder = getattr(imagecodecs, name) if name else None
+        decoder = getattr(imagecodecs, name, None)
         if decoder is None:
             return None
-        first = next(generate_frames(ds.PixelData, number_of_frames=frames))
         arr = np.asarray(decoder(first))
+    except MemoryError:
+        raise
     except Exception as exc:  # missing codec build or a stream it rejects: let pydicom try
         log.info("imagecodecs could not decode (%s); falling back to pydicom", exc)
         return None
@@ -135,11 +271,24 @@ def _match_pixel_representation(arr: np.ndarray, ds: Any) -> np.ndarray:
         bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
     except (TypeError, ValueError):
         return arr
-    if signed and arr.dtype.kind == "u":
-        wide = arr.astype(np.int32)
+    if signed and arr.dtype.kind == "u" and 1 <= bits <= 32:
+        wide = arr.astype(np.int64)
         wide = np.where(wide >= (1 << (bits - 1)), wide - (1 << bits), wide)
         return wide.astype(np.int16 if bits <= 16 else np.int32)
     return arr
+
+
+def _frame_bytes(ds: Any) -> tuple[int, int]:
+    """(bytes of one native frame, bytes of one decoded frame) from the header."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.BitsAllocated)
+    decoded = rows * cols * samples * max(bits // 8, 1)
+    stored = rows * cols * samples
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if samples == 3 and photometric in ("YBR_FULL_422", "YBR_PARTIAL_422"):
+        stored = stored * 2 // 3  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+    return (stored * bits + 7) // 8, decoded
 
 
 def _check_native_length(ds: Any, path: Path, uid: str, frames: int) -> None:
@@ -149,38 +298,53 @@ def _check_native_length(ds: Any, path: Path, uid: str, frames: int) -> None:
     if UID(uid).is_compressed:
         return
     try:
-        bits = int(ds.BitsAllocated)
-        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
+        frame_bytes = _frame_bytes(ds)[0]
     except (AttributeError, TypeError, ValueError):
         return
-    expected_bytes = (expected * bits + 7) // 8
+    expected_bytes = frame_bytes * frames
     actual = len(ds.PixelData)
     if actual < expected_bytes:
         raise TruncatedFileError(
             path, f"the file is truncated: {actual:,} of {expected_bytes:,} bytes of pixel data")
 
 
-def decode_first_frame(ds: Any, path: Path) -> np.ndarray:
+def decode_first_frame(ds: Any, path: Path, max_pixels: int | None = None) -> np.ndarray:
     """Decode frame 1 to a 2-D grey array (colour converted by luminance)."""
     from pydicom.pixels.utils import pixel_array  # where pydicom 3 defines it (pixels re-exports it)
 
     uid = str(ds.file_meta.TransferSyntaxUID)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        decoded_bytes = _frame_bytes(ds)[1]
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CorruptImageError(path, "DICOM image without a valid pixel description "
+                                      "(Samples per Pixel, Bits Allocated)") from exc
+    if max_pixels is not None and decoded_bytes > BYTES_PER_PIXEL_LIMIT * max_pixels:
+        raise ImageTooLargeError(path, f"one frame decodes to {decoded_bytes / 1e6:.0f} MB, over the "
+                                       f"{BYTES_PER_PIXEL_LIMIT * max_pixels / 1e6:.0f} MB safety limit")
     _check_native_length(ds, path, uid, frames)
-    arr = _decode_with_imagecodecs(ds, uid, frames)
+    first = _first_frame_bytes(ds, frames) if uid in _IMAGECODECS_DECODERS else None
+    _check_codestream(first, ds, path, uid, max_pixels)
+    arr = _decode_with_imagecodecs(ds, uid, first)
     if arr is None:
         try:
             arr = pixel_array(ds, index=0 if frames > 1 else None)
+        except MemoryError:
+            raise
         except Exception as exc:
             raise _decode_error(exc, path, uid) from exc
     return _to_grey(arr, str(ds.get("PhotometricInterpretation", "")), path)
 
 
+_TRUNCATION_WORDS = ("less than expected", "shorter", "truncated", "end of file", "premature end",
+                     "insufficient", "not enough data", "ran out", "unexpected end", "incomplete")
+
+
 def _decode_error(exc: Exception, path: Path, uid: str) -> ImageLoadError:
     message = str(exc)
     lowered = message.lower()
-    if any(word in lowered for word in ("less than expected", "shorter", "truncated", "end of file")):
-        return TruncatedFileError(path, f"the pixel data is incomplete ({message})")
+    if any(word in lowered for word in _TRUNCATION_WORDS):
+        return TruncatedFileError(path, f"the pixel data is truncated ({message})")
     if uid in _IMAGECODECS_DECODERS or any(word in lowered for word in (
             "unable to decode", "plugin", "not supported", "no pixel data decoders")):
         return UnsupportedTransferSyntaxError(
@@ -190,161 +354,33 @@ def _decode_error(exc: Exception, path: Path, uid: str) -> ImageLoadError:
 
 def _to_grey(arr: np.ndarray, photometric: str, path: Path) -> np.ndarray:
     if arr.ndim == 2:
-        return arr
+        return bounded_float(arr)[0]
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         # pydicom hands YBR out already converted to RGB; ITU-R BT.601 luma.
-        rgb = arr[..., :3].astype(np.float32)
-        grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.rint(grey).astype(arr.dtype)
+        return grey_from_colour(arr)
     raise CorruptImageError(path, f"unexpected pixel array shape {arr.shape} for {photometric}")
-
-
-def _as_float_list(value: Any) -> list[float]:
-    if value is None:
-        return []
-    items = value if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(
-        value, (str, bytes))) else [value]
-    out: list[float] = []
-    for item in items:
-        try:
-            out.append(float(item))
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-def _lut_from_item(item: Any) -> LookupTable | None:
-    """A Modality/VOI LUT Sequence item -> LookupTable (None when malformed)."""
-    try:
-        desc = [int(v) for v in item.LUTDescriptor]
-        entries = desc[0] or 65536  # PS3.3 C.11.1.1: 0 means 2^16 entries
-        first, bits = desc[1], desc[2]
-        raw = item.LUTData
-        if isinstance(raw, bytes):
-            # LUT Data is OW: one 16-bit word per entry even for 8-bit LUTs; some
-            # writers pack 8-bit entries into bytes instead, recognisable by the length.
-            packed_bytes = bits <= 8 and len(raw) == entries
-            data = np.frombuffer(raw, dtype=np.uint8 if packed_bytes else "<u2")
-        else:
-            data = np.asarray(raw if isinstance(raw, (list, tuple)) else [raw], dtype=np.int64)
-        data = data[:entries].astype(np.int64)
-        if data.size == 0:
-            return None
-        return LookupTable(first_mapped=first, table=data, bits=bits,
-                           explanation=str(item.get("LUTExplanation", "")))
-    except (AttributeError, TypeError, ValueError, IndexError):
-        return None
-
-
-def modality_transform(ds: Any) -> ModalityTransform:
-    seq = ds.get("ModalityLUTSequence")
-    if seq:
-        lut = _lut_from_item(seq[0])
-        if lut is not None:
-            return ModalityTransform(lut=lut)
-    slope = _as_float_list(ds.get("RescaleSlope"))
-    intercept = _as_float_list(ds.get("RescaleIntercept"))
-    return ModalityTransform(slope=slope[0] if slope and slope[0] != 0 else 1.0,
-                             intercept=intercept[0] if intercept else 0.0)
-
-
-def file_windows(ds: Any) -> dict[str, Window]:
-    """The file's own VOI windows, named after their explanation when there is one."""
-    centers = _as_float_list(ds.get("WindowCenter"))
-    widths = _as_float_list(ds.get("WindowWidth"))
-    raw_expl = ds.get("WindowCenterWidthExplanation")
-    explanations = ([str(raw_expl)] if isinstance(raw_expl, str)
-                    else [str(e) for e in raw_expl] if raw_expl else [])
-    try:
-        function = VoiFunction(str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR")
-    except ValueError:
-        function = VoiFunction.LINEAR
-    windows: dict[str, Window] = {}
-    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        if not w > 0:
-            continue
-        label = explanations[i].strip() if i < len(explanations) and explanations[i].strip() else ""
-        name = f"file: {label}" if label else ("file" if len(centers) == 1 else f"file {i + 1}")
-        windows[name] = Window(center=c, width=w, function=function)
-    return windows
-
-
-def pixel_spacing(ds: Any) -> Spacing | None:
-    """Spacing with provenance; zero or malformed values count as unknown, never 0 mm."""
-
-    def pair(keyword: str) -> tuple[float, float] | None:
-        values = _as_float_list(ds.get(keyword))
-        if len(values) >= 2 and values[0] > 0 and values[1] > 0:
-            return values[0], values[1]
-        return None
-
-    ps = pair("PixelSpacing")
-    if ps:
-        return Spacing(ps[0], ps[1], SpacingSource.PIXEL_SPACING)
-    ips = pair("ImagerPixelSpacing")
-    if ips:
-        ermf = _as_float_list(ds.get("EstimatedRadiographicMagnificationFactor"))
-        if ermf and ermf[0] > 0:
-            return Spacing(ips[0] / ermf[0], ips[1] / ermf[0], SpacingSource.ERMF_CORRECTED)
-        return Spacing(ips[0], ips[1], SpacingSource.IMAGER_PIXEL_SPACING)
-    return None
-
-
-def metadata_items(ds: Any) -> list[MetadataItem]:
-    """Every element except bulk pixel data, file meta first, sequences flattened with '>'."""
-    items: list[MetadataItem] = []
-
-    def walk(dataset: Any, depth: int) -> None:
-        for elem in dataset:
-            if elem.tag in (0x7FE00010, 0x00283006, 0x00281201, 0x00281202, 0x00281203):
-                continue  # pixel data and LUT tables: bulk, not readable text
-            name = ">" * depth + (elem.name or elem.keyword or str(elem.tag))
-            tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
-            if elem.VR == "SQ":
-                items.append(MetadataItem(tag, name, "SQ", f"{len(elem.value)} item(s)"))
-                for child in elem.value:
-                    walk(child, depth + 1)
-                continue
-            try:
-                value = elem.repval if elem.VR in ("OB", "OW", "UN", "OF", "OD") else str(elem.value)
-            except Exception:  # a malformed value must not hide the rest of the header
-                value = "<unreadable>"
-            if len(value) > _MAX_METADATA_VALUE:
-                value = value[:_MAX_METADATA_VALUE] + "…"
-            items.append(MetadataItem(tag, name, str(elem.VR), value))
-
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        walk(meta, 0)
-    walk(ds, 0)
-    return items
-
-
-def _optional_str(ds: Any, keyword: str) -> str | None:
-    value = ds.get(keyword)
-    text = str(value).strip() if value is not None else ""
-    return text or None
 
 
 def load_dicom(path: Path, *, max_pixels: int | None) -> XrayImage:
     """Load a DICOM (or ACR-NEMA) file into an XrayImage."""
-    ds, notices = read_dataset(path)
+    ds, notices = read_dataset(path, max_pixels)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except (AttributeError, TypeError, ValueError) as exc:
         raise CorruptImageError(path, "DICOM image without valid Rows/Columns") from exc
+    if rows <= 0 or cols <= 0:
+        raise CorruptImageError(path, f"DICOM image of {cols}×{rows} pixels")
+    repair_header(ds, notices)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if max_pixels is not None and rows * cols > max_pixels:
         raise ImageTooLargeError(
             path, f"{cols}×{rows} = {rows * cols / 1e6:.0f} megapixels exceeds the "
                   f"{max_pixels / 1e6:.0f}-megapixel safety limit")
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    try:
-        stored = decode_first_frame(ds, path)
-    except ImageLoadError:
-        raise
-    except MemoryError as exc:
-        raise ImageTooLargeError(path, "not enough memory to decode the pixel data") from exc
+    photometric = str(safe_get(ds, "PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+    stored = decode_first_frame(ds, path, max_pixels)
+    if stored.dtype.kind == "f":
+        stored, float_notices = bounded_float(stored)
+        notices += float_notices
     if frames > 1:
         notices.append(f"multi-frame image: showing frame 1 of {frames}")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -356,8 +392,12 @@ def load_dicom(path: Path, *, max_pixels: int | None) -> XrayImage:
 
     transform = modality_transform(ds)
     bits_stored = int(ds.get("BitsStored", stored.dtype.itemsize * 8) or stored.dtype.itemsize * 8)
-    voi_seq = ds.get("VOILUTSequence")
-    voi_lut = _lut_from_item(voi_seq[0]) if voi_seq else None
+    voi_seq = safe_get(ds, "VOILUTSequence")
+    voi_lut = lut_from_item(voi_seq[0]) if voi_seq else None
+    lut_shape = optional_str(ds, "PresentationLUTShape")
+    if lut_shape is not None and lut_shape.upper() not in ("IDENTITY", "INVERSE"):
+        notices.append(f"Presentation LUT Shape {lut_shape[:20]!r} is not IDENTITY or INVERSE: ignored")
+        lut_shape = None
 
     image = XrayImage(
         path=str(path), stored=stored, photometric=photometric, bits_stored=bits_stored,
@@ -366,14 +406,16 @@ def load_dicom(path: Path, *, max_pixels: int | None) -> XrayImage:
         content_hash=pixel_hash(stored), format="DICOM",
         transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
         transfer_syntax_name=_transfer_syntax_name(str(ds.file_meta.TransferSyntaxUID)),
-        modality=_optional_str(ds, "Modality"), view_position=_optional_str(ds, "ViewPosition"),
-        body_part=_optional_str(ds, "BodyPartExamined"), patient_age=_optional_str(ds, "PatientAge"),
-        presentation_lut_shape=_optional_str(ds, "PresentationLUTShape"), voi_lut=voi_lut,
+        modality=optional_str(ds, "Modality"), view_position=optional_str(ds, "ViewPosition"),
+        body_part=optional_str(ds, "BodyPartExamined"), patient_age=optional_str(ds, "PatientAge"),
+        presentation_lut_shape=lut_shape, voi_lut=voi_lut, attributes=display_attributes(ds),
         metadata=metadata_items(ds), notices=notices,
     )
+    if lut_shape is not None and lut_shape.upper() == "INVERSE" and photometric == "MONOCHROME2":
+        notices.append("Presentation LUT Shape INVERSE: shown inverted (low values bright)")
     own = file_windows(ds)
     derived = histogram_presets(stored, transform, inverted=image.is_inverted,
-                                stored_range=image.stored_range())
+                                stored_range=image.stored_range(), bits_stored=bits_stored)
     image.presets = {**own, **derived}
     image.default_preset = next(iter(own)) if own else "auto"
     return image

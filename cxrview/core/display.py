@@ -1,4 +1,8 @@
-"""Grayscale display pipeline: Modality LUT -> VOI -> MONOCHROME1 inversion -> 8-bit.
+"""Grayscale display pipeline: Modality LUT -> VOI -> inversion -> 8-bit.
+
+The inversion is MONOCHROME1's, or a Presentation LUT Shape of INVERSE
+(``XrayImage.is_inverted``); since ``model_view`` is this same default rendering, an
+INVERSE film is also inverted for the models, as a reader sees it.
 
 The order follows DICOM PS3.4 N.2 (and PS3.3 C.11.2.1.2 for the VOI formulas).
 MONOCHROME1 is inverted *after* the VOI: inverting stored values first and then
@@ -17,6 +21,7 @@ from cxrview.core.image import LookupTable, VoiFunction, Window, XrayImage
 
 # Above this many distinct stored values a table is no cheaper than arithmetic.
 _MAX_LUT_SIZE = 1 << 20
+_CHUNK_PIXELS = 1 << 20
 
 
 def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
@@ -50,7 +55,7 @@ def _display_from_stored(image: XrayImage, stored: np.ndarray, window: Window | 
     else:
         grey = apply_window(modality, window or image.presets[image.default_preset])
     out: np.ndarray = np.rint(grey).astype(np.uint8)
-    if image.is_inverted != invert:  # MONOCHROME1 xor the user's invert toggle
+    if image.is_inverted != invert:  # MONOCHROME1 / INVERSE xor the user's invert toggle
         # Inverting the quantised value keeps MONOCHROME1 an exact mirror of MONOCHROME2.
         np.subtract(255, out, out=out)
     return out
@@ -79,7 +84,13 @@ def render_display(image: XrayImage, window: Window | None = None, *,
     """
     lut = display_lut(image, window, invert=invert)
     if lut is None:
-        return _display_from_stored(image, image.stored, window, invert)
+        # Arithmetic a block of rows at a time: the float64 temporaries of a whole
+        # 100-megapixel film would need gigabytes.
+        out = np.empty(image.stored.shape, dtype=np.uint8)
+        step = max(1, _CHUNK_PIXELS // max(image.width, 1))
+        for r in range(0, image.height, step):
+            out[r:r + step] = _display_from_stored(image, image.stored[r:r + step], window, invert)
+        return out
     lo, table = lut
     index = image.stored if lo == 0 else image.stored.astype(np.int64) - lo
     return np.ascontiguousarray(table[index])

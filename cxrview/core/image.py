@@ -10,6 +10,7 @@ window/level re-render a 4-megapixel radiograph with a single table lookup.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,8 +34,8 @@ class Spacing:
     source: SpacingSource
 
     def __post_init__(self) -> None:
-        if not (self.row_mm > 0 and self.col_mm > 0):
-            raise ValueError("spacing must be positive; use None for unknown spacing")
+        if not (0 < self.row_mm < math.inf and 0 < self.col_mm < math.inf):
+            raise ValueError("spacing must be positive and finite; use None for unknown spacing")
 
 
 class VoiFunction(enum.Enum):
@@ -54,8 +55,9 @@ class Window:
     function: VoiFunction = VoiFunction.LINEAR
 
     def __post_init__(self) -> None:
-        if not self.width > 0:
-            raise ValueError(f"window width must be positive, got {self.width}")
+        if not (math.isfinite(self.center) and math.isfinite(self.width) and self.width > 0):
+            raise ValueError(f"a window needs a finite center and a positive width, "
+                             f"got {self.center:g} / {self.width:g}")
 
     @property
     def low(self) -> float:
@@ -133,6 +135,9 @@ class XrayImage:
     patient_age: str | None = None  # DICOM Age String as stored, e.g. "045Y", "008M"
     presentation_lut_shape: str | None = None  # IDENTITY / INVERSE when the file says
     voi_lut: LookupTable | None = None  # VOI LUT Sequence, used when no window is chosen
+    # Header attributes shown beside the image (corner text, study browser, report), by DICOM
+    # keyword, as text; for other formats what the file name or its properties tell.
+    attributes: dict[str, str] = field(default_factory=dict)
     metadata: list[MetadataItem] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     # Cached stored-value range: presets, the display LUT and the CLI all need it.
@@ -161,8 +166,11 @@ class XrayImage:
 
     @property
     def is_inverted(self) -> bool:
-        """MONOCHROME1: low values are displayed bright; inversion happens after the VOI."""
-        return self.photometric == "MONOCHROME1"
+        """Low values displayed bright: MONOCHROME1, or a Presentation LUT Shape of INVERSE
+        (PS3.3 C.11.6: the P-values are inverted). For MONOCHROME1 the standard requires
+        INVERSE, which says the same thing again: the image is inverted once, not twice.
+        The inversion happens after the VOI."""
+        return self.photometric == "MONOCHROME1" or (self.presentation_lut_shape or "").upper() == "INVERSE"
 
     @property
     def spacing_source(self) -> SpacingSource:
@@ -180,7 +188,11 @@ class XrayImage:
         lo, hi = self.stored_range()
         transform = self.modality_transform
         if transform.lut is not None and self.stored.dtype.kind in "iu":
-            mapped = transform.apply(np.arange(int(lo), int(hi) + 1))
+            # The LUT clips its index, so the entries between the ends' indices are all it gives.
+            lut = transform.lut
+            first = int(np.clip(int(lo) - lut.first_mapped, 0, len(lut.table) - 1))
+            last = int(np.clip(int(hi) - lut.first_mapped, 0, len(lut.table) - 1))
+            mapped = lut.table[first:last + 1].astype(np.float64)
         else:  # rescale is monotonic: the ends suffice
             mapped = transform.apply(np.array([lo, hi]))
         return float(mapped.min()), float(mapped.max())

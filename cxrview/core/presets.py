@@ -14,6 +14,12 @@ The exact minimum and maximum values are left out (collimator shadows and
 saturated background form spikes there). Percentiles are taken over a
 strided subsample (1/16 of the pixels), which changes them by far less than
 one grey level and keeps loading fast.
+
+Two guards (issue #15): the histogram has at most 2^min(bits stored, 20) bins, whatever
+values a file holds (an 8×8 int32 image spanning 0..2^31−1 once asked for an 8 GB
+histogram); and no chest preset is narrower than 1/16 of the image's value range, so a
+film whose brightest 40 % sit on two stored values gets a bone window, not a two-tone
+silhouette (a 12-bit JPEG once had bone = 1.5 / 1.0).
 """
 
 from __future__ import annotations
@@ -30,14 +36,18 @@ CHEST_PRESET_PERCENTILES: dict[str, tuple[float, float]] = {
 }
 AUTO_PERCENTILES = (0.5, 99.5)
 _SUBSAMPLE_STRIDE = 4
+MAX_HISTOGRAM_BITS = 20
+MIN_WIDTH_FRACTION = 1 / 16  # of the full value range, for every chest preset
 
 
-def _percentile_values(stored: np.ndarray, percentiles: list[float]) -> np.ndarray:
-    """Stored-value percentiles, via bincount for integers (one pass, no sort)."""
+def _percentile_values(stored: np.ndarray, percentiles: list[float], bits_stored: int) -> np.ndarray:
+    """Stored-value percentiles, via bincount for integers (one pass, no sort) while the
+    histogram stays within 2^min(bits stored, 20) bins; a sort of the subsample otherwise."""
     sample = stored[::_SUBSAMPLE_STRIDE, ::_SUBSAMPLE_STRIDE]
     if sample.size == 0:
         sample = stored
-    if sample.dtype.kind in "iu":
+    max_bins = 1 << max(8, min(bits_stored, MAX_HISTOGRAM_BITS))
+    if sample.dtype.kind in "iu" and int(sample.max()) - int(sample.min()) < max_bins:
         lo = int(sample.min())
         counts = np.bincount((sample.astype(np.int64) - lo).ravel())
         # The extreme values are usually collimation, background or clipping spikes,
@@ -49,30 +59,43 @@ def _percentile_values(stored: np.ndarray, percentiles: list[float]) -> np.ndarr
         cdf /= cdf[-1]
         idx = np.searchsorted(cdf, np.asarray(percentiles) / 100.0, side="left")
         return (idx + lo).astype(np.float64)
-    return np.percentile(sample.astype(np.float64), percentiles)
+    values = sample.astype(np.float64).ravel()
+    inner = values[(values > values.min()) & (values < values.max())]  # the spikes, as above
+    return np.percentile(inner if inner.size else values, percentiles)
 
 
 def _window(lo: float, hi: float) -> Window:
-    if hi <= lo:
-        hi = lo + 1.0
+    if not hi > lo:
+        hi = lo + max(1.0, abs(lo) * 1e-6)
     return Window(center=(lo + hi) / 2.0, width=hi - lo)
 
 
+def _widened(window: Window, full: Window) -> Window:
+    """At least :data:`MIN_WIDTH_FRACTION` of the full range wide, kept inside it."""
+    width = full.width * MIN_WIDTH_FRACTION
+    if window.width >= width:
+        return window
+    center = min(max(window.center, full.low + width / 2), full.high - width / 2)
+    return Window(center=center, width=width, function=window.function)
+
+
 def histogram_presets(stored: np.ndarray, transform: ModalityTransform, *,
-                      inverted: bool, stored_range: tuple[float, float]) -> dict[str, Window]:
+                      inverted: bool, stored_range: tuple[float, float],
+                      bits_stored: int = 16) -> dict[str, Window]:
     """Windows for "lung", "mediastinum", "bone", "full range" and "auto", in modality units."""
     names = list(CHEST_PRESET_PERCENTILES)
     brightness = [p for name in names for p in CHEST_PRESET_PERCENTILES[name]]
     brightness += list(AUTO_PERCENTILES)
     # MONOCHROME1: the brightest displayed pixels have the lowest values.
     value_percentiles = [100.0 - p if inverted else p for p in brightness]
-    stored_values = _percentile_values(stored, value_percentiles)
+    stored_values = _percentile_values(stored, value_percentiles, bits_stored)
     modality = transform.apply(stored_values)
+    ends = transform.apply(np.asarray(stored_range, dtype=np.float64))
+    full = _window(float(ends.min()), float(ends.max()) + 1.0)
 
     presets: dict[str, Window] = {}
     for i, name in enumerate([*names, "auto"]):
         a, b = float(modality[2 * i]), float(modality[2 * i + 1])
-        presets[name] = _window(min(a, b), max(a, b))
-    ends = transform.apply(np.asarray(stored_range, dtype=np.float64))
-    presets["full range"] = _window(float(ends.min()), float(ends.max()) + 1.0)
+        presets[name] = _widened(_window(min(a, b), max(a, b)), full)
+    presets["full range"] = full
     return presets
