@@ -54,6 +54,7 @@ from cxrview.core.limits import (
     CodestreamError,
     codestream_size,
     inflated_size_within,
+    is_interrupt,
 )
 from cxrview.core.presets import histogram_presets
 from cxrview.core.raster import bounded_float, grey_from_colour
@@ -65,6 +66,7 @@ warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 log = logging.getLogger(__name__)
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 
@@ -258,7 +260,9 @@ def _decode_with_imagecodecs(ds: Any, uid: str, first: bytes | None) -> np.ndarr
         arr = np.asarray(decoder(first))
     except MemoryError:
         raise
-    except Exception as exc:  # missing codec build or a stream it rejects: let pydicom try
+    except BaseException as exc:  # missing codec build or a stream it rejects: let pydicom try
+        if is_interrupt(exc):
+            raise
         log.info("imagecodecs could not decode (%s); falling back to pydicom", exc)
         return None
     return _match_pixel_representation(arr, ds)
@@ -328,10 +332,15 @@ def decode_first_frame(ds: Any, path: Path, max_pixels: int | None = None) -> np
     arr = _decode_with_imagecodecs(ds, uid, first)
     if arr is None:
         try:
-            arr = pixel_array(ds, index=0 if frames > 1 else None)
+            # RLE with pydicom's own numpy decoder: pylibjpeg-rle (Rust) panics on damaged
+            # segments and prints a backtrace on stderr that no caller can suppress.
+            plugin = "pydicom" if uid == RLE_LOSSLESS else ""
+            arr = pixel_array(ds, index=0 if frames > 1 else None, decoding_plugin=plugin)
         except MemoryError:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a native decoder's panic too (see limits.is_interrupt)
+            if is_interrupt(exc):
+                raise
             raise _decode_error(exc, path, uid) from exc
     return _to_grey(arr, str(ds.get("PhotometricInterpretation", "")), path)
 
@@ -362,8 +371,29 @@ def _to_grey(arr: np.ndarray, photometric: str, path: Path) -> np.ndarray:
 
 
 def load_dicom(path: Path, *, max_pixels: int | None) -> XrayImage:
-    """Load a DICOM (or ACR-NEMA) file into an XrayImage."""
+    """Load a DICOM (or ACR-NEMA) file into an XrayImage.
+
+    pydicom converts elements lazily, so a damaged one (an unknown VR, a value its class
+    refuses) raises wherever it is first read: any such error is a damaged file."""
+    try:
+        return _load_dicom(path, max_pixels)
+    except (ImageLoadError, MemoryError):
+        raise
+    except Exception as exc:
+        raise CorruptImageError(path, f"damaged DICOM data ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_transfer_syntax(ds: Any, path: Path) -> None:
+    from pydicom.uid import UID
+
+    uid = str(ds.file_meta.TransferSyntaxUID).strip()
+    if not UID(uid).is_transfer_syntax:
+        raise UnsupportedTransferSyntaxError(path, f"unknown transfer syntax {uid[:64]!r}")
+
+
+def _load_dicom(path: Path, max_pixels: int | None) -> XrayImage:
     ds, notices = read_dataset(path, max_pixels)
+    _check_transfer_syntax(ds, path)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except (AttributeError, TypeError, ValueError) as exc:

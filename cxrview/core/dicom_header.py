@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from cxrview.core.image import (
     LookupTable,
@@ -165,8 +166,7 @@ def display_attributes(ds: Any) -> dict[str, str]:
         if value is None:
             continue
         try:
-            if keyword == "PatientOrientation" or (
-                    hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+            if isinstance(value, (list, tuple, MultiValue)):
                 text = "\\".join(str(v).strip() for v in value)
             else:
                 text = str(value).strip()

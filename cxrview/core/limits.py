@@ -37,6 +37,15 @@ class _Abandoned(BaseException):
     ``except Exception`` blocks of the libraries it runs through do not swallow it."""
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """True for the BaseExceptions that must propagate (Ctrl+C, exit, an abandoned decode).
+
+    Others that are not ``Exception`` do reach us from native decoders: a Rust decoder's
+    panic arrives as ``pyo3_runtime.PanicException`` (a BaseException), and it means
+    the data is damaged, not that the program should stop."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, _Abandoned))
+
+
 def time_limit_s() -> float:
     """The limit in seconds: ``$CXRVIEW_DECODE_TIMEOUT`` when set to a positive number."""
     try:

@@ -15,7 +15,7 @@ from cxrview.core.errors import (
     NotAnImageError,
 )
 from cxrview.core.image import XrayImage
-from cxrview.core.limits import TimeLimitExceeded, call_with_time_limit, time_limit_s
+from cxrview.core.limits import TimeLimitExceeded, call_with_time_limit, is_interrupt, time_limit_s
 from cxrview.core.raster import load_raster, sniff_raster
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -83,7 +83,9 @@ def load_image(path: str | os.PathLike[str], *, allow_large: bool = False,
         raise DecodeTimeoutError(p, f"decoding {exc}: the file is damaged or hostile") from exc
     except MemoryError as exc:
         raise ImageTooLargeError(p, "not enough memory to load this image") from exc
-    except Exception as exc:  # a decoder bug must surface as a readable error, not a crash
+    except BaseException as exc:  # a decoder bug (or panic) must surface as a readable error, not a crash
+        if is_interrupt(exc):
+            raise
         raise ImageLoadError(p, f"could not be read ({type(exc).__name__}: {exc})") from exc
 
 

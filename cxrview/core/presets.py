@@ -28,6 +28,18 @@ import numpy as np
 
 from cxrview.core.image import ModalityTransform, Window
 
+# The keys F2..F7 mean these presets on every image (issue #15: F2 was "lung" on one film and
+# the file's window on the next); a preset an image lacks leaves its key disabled. The file's
+# own windows have their own keys (Shift+F2…), in the order the file lists them.
+STANDARD_PRESETS = ("lung", "mediastinum", "bone", "auto", "full range", "as stored")
+MAX_FILE_WINDOW_KEYS = 4
+
+
+def file_window_names(names: list[str]) -> list[str]:
+    """The file's own windows among an image's preset names ("file", "file: …", "file 2")."""
+    return [name for name in names if name == "file" or name.startswith(("file:", "file "))]
+
+
 # (low, high) brightness percentiles for each chest preset.
 CHEST_PRESET_PERCENTILES: dict[str, tuple[float, float]] = {
     "lung": (1.0, 75.0),

@@ -362,3 +362,19 @@ def test_truncated_compressed_dicom_says_truncated(tmp_path: Path) -> None:
         cut.write_bytes(data[: len(data) * 2 // 3])
         with pytest.raises(TruncatedFileError, match="truncated"):
             load_image(cut)
+
+
+def test_damaged_rle_is_a_typed_error_without_a_panic_on_stderr(tmp_path: Path,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
+    # Bit flips the fuzz found: pylibjpeg-rle (Rust) panicked on them, printing a backtrace.
+    data = bytearray((PYDICOM_FILES / "MR_small_RLE.dcm").read_bytes())
+    for at, value in ((2226, 20), (2536, 8), (3447, 69), (3500, 233), (3535, 53), (4008, 253), (4440, 250),
+                      (4698, 109), (4914, 47), (5060, 20), (6239, 131), (6600, 163), (7014, 133)):
+        data[at] = value
+    path = tmp_path / "rle.dcm"
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    code = main(["info", str(path)])
+    captured = capfd.readouterr()
+    assert "panicked" not in captured.err and "backtrace" not in captured.err
+    assert code == 0 or captured.err.count("\n") == 1
