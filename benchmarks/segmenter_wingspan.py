@@ -80,7 +80,12 @@ def main() -> int:
     sets = {"Wingspan reserved third": mask_samples(args.wingspan / "png", args.wingspan / "mask",
                                                     source="wingspan", reserved_every=3, only_reserved=True)}
     split = ModelCard.read(args.bundles[0]).training.get("split_patients") or {}
-    jsrt = mask_samples(args.jsrt / "jsrt_images" / "images", args.jsrt / "masks" / "masks")
+    # The card names JSRT by the source name its config gave it ("jsrt", or "masks" for a config
+    # that kept 1.0.0's split); read it from the split's ids (JSRT films are named JPC…).
+    jsrt_names = {key.split(":", 1)[0] for ids in split.values() for key in ids
+                  if ":" in key and key.split(":", 1)[1].startswith("JPC")}
+    jsrt = mask_samples(args.jsrt / "jsrt_images" / "images", args.jsrt / "masks" / "masks",
+                        source=next(iter(jsrt_names), "jsrt"))
     test = apply_split(jsrt, split).get("test") if split else None
     if test:
         sets["JSRT test split"] = test
