@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     log = EventLog()
     try:
         if args.command == "evaluate":
-            from training.evaluation import evaluate_bundle
+            from training.bundle_evaluation import evaluate_bundle
 
             sources = _sources_from_flags(args) or None
             report = evaluate_bundle(Path(args.bundle), sources=sources, split=args.split,

@@ -25,10 +25,10 @@ import numpy as np
 from cxrview.inference.bundle import load_bundle
 from cxrview.inference.evidence import operating_points
 from training import metrics
+from training.classification_reports import commonest_findings
 from training.config import CLASSIFICATION
 from training.datasets import XrayDataset, build_cache
 from training.engine import predict
-from training.evaluation import commonest_findings
 from training.events import EventLog
 from training.sources import Sample, manifest_samples
 

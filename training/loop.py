@@ -241,7 +241,7 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
     if not info.is_main:
         return None
     model.load_state_dict(best_state)
-    from training.evaluation import publish
+    from training.publishing import publish
 
     bundle = publish(config, model, card, datasets, split, device, log,
                      trained_seconds=time.time() - started, stopped_reason=stopped_reason)

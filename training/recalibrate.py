@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from cxrview.inference.bundle import load_bundle, save_card_with_weights_of
+from training.classification_reports import classification_report, held_out_report
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset, build_cache
 from training.engine import collect_samples, predict
-from training.evaluation import attach_evidence, classification_report, held_out_report
 from training.events import EventLog
+from training.publishing import attach_evidence
 from training.sources import apply_split
 
 RULE_KEYS = ("specificity_floor", "specificity_floors", "min_positives", "min_auroc_lower",
