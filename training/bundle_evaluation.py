@@ -29,7 +29,6 @@ EVIDENCE_KEYS = ("n_pos", "auroc", "auroc_ci", "sensitivity", "sensitivity_ci", 
                  "specificity_ci")
 
 
-
 def card_agreement(card: ModelCard, split: str, evidence: dict[str, Any]) -> dict[str, Any] | None:
     """How far this evaluation's evidence is from what the card records for the same split
     (``val``: the operating points' own evidence; ``test``/``reserved``: the publication
@@ -52,7 +51,6 @@ def card_agreement(card: ModelCard, split: str, evidence: dict[str, Any]) -> dic
                 worst = max(worst, abs(float(x) - float(y)))
                 compared += 1
     return {"max_abs_difference": worst, "values_compared": compared, "reproduces": worst <= 1e-6}
-
 
 
 def evaluate_bundle(

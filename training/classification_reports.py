@@ -23,13 +23,11 @@ def stacked(samples: list[Sample], attr: str) -> np.ndarray:
     return np.stack([getattr(s, attr) for s in samples])
 
 
-
 def calibrated_probs(card: ModelCard, raw: np.ndarray) -> np.ndarray:
     """The card's calibrated probabilities for raw network outputs (what people are shown)."""
     from cxrview.inference.evidence import calibrate
 
     return calibrate(card, raw)
-
 
 
 def classification_report(
@@ -46,7 +44,6 @@ def classification_report(
     report.update(commonest_mean(report["per_label"]))
     report.update(positives_on_normals(probs, Y, M, labels, thresholds))
     return report
-
 
 
 def held_out_report(card: ModelCard, samples: list[Sample], raw: np.ndarray,
@@ -67,12 +64,10 @@ def held_out_report(card: ModelCard, samples: list[Sample], raw: np.ndarray,
     return report
 
 
-
 def commonest_findings(per_label: dict[str, dict[str, Any]], k: int = 5, score: str = "auroc") -> list[str]:
     """The k findings with most positives among those that have a ``score`` (rare ones are noise)."""
     ranked = sorted((v["n_pos"], name) for name, v in per_label.items() if v[score] is not None)
     return [name for _, name in ranked[::-1][:k]]
-
 
 
 def commonest_mean(per_label: dict[str, dict[str, Any]], k: int = 5) -> dict[str, Any]:
@@ -80,7 +75,6 @@ def commonest_mean(per_label: dict[str, dict[str, Any]], k: int = 5) -> dict[str
     top = commonest_findings(per_label, k)
     values = [per_label[name]["auroc"] for name in top]
     return {f"commonest{k}": top, f"mean_auroc_commonest{k}": float(np.mean(values)) if values else None}
-
 
 
 def baseline_report(labels: list[str], train: XrayDataset, images: np.ndarray,
@@ -97,10 +91,8 @@ def baseline_report(labels: list[str], train: XrayDataset, images: np.ndarray,
             **commonest_mean(per)}
 
 
-
 def roc_curves(labels: list[str], samples: list[Sample], probs: np.ndarray) -> dict[str, tuple]:
     return metrics.per_label_roc_curves(stacked(samples, "labels"), probs, stacked(samples, "known"), labels)
-
 
 
 def image_top_losses(samples: list[Sample], probs: np.ndarray, k: int = 10) -> list[dict[str, Any]]:
@@ -111,7 +103,6 @@ def image_top_losses(samples: list[Sample], probs: np.ndarray, k: int = 10) -> l
     losses = bce.sum(1) / np.maximum(M.sum(1), 1)
     return [{"path": path, "loss": loss}
             for path, loss in metrics.top_losses(losses, [s.path for s in samples], k=k)]
-
 
 
 def single_label_report(card: ModelCard, samples: list[Sample], probs: np.ndarray,

@@ -65,7 +65,6 @@ def attach_evidence(card: ModelCard, model: nn.Module, datasets: dict[str, XrayD
     return calibrated
 
 
-
 def reserved_report(config: TrainConfig, model: nn.Module, card: ModelCard,
                     datasets: dict[str, XrayDataset], device: torch.device) -> dict[str, Any] | None:
     """One-off metrics on the reserved NIH evaluation patients, beside the baseline's."""
@@ -81,7 +80,6 @@ def reserved_report(config: TrainConfig, model: nn.Module, card: ModelCard,
     return report
 
 
-
 def round_to_storage_precision(model: nn.Module, card: ModelCard) -> None:
     """Make the in-memory weights exactly what the bundle will store (float16 bundles).
 
@@ -93,7 +91,6 @@ def round_to_storage_precision(model: nn.Module, card: ModelCard) -> None:
         for tensor in model.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
-
 
 
 def publish(

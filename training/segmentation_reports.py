@@ -20,13 +20,11 @@ from training.sources import Sample
 CTR_STRUCTURES = ("heart", "right_lung", "left_lung")
 
 
-
 def ctr_of_stack(masks: np.ndarray, index: dict[str, int]) -> Any:
     """measure_ctr on one image's (S, H, W) mask stack; ``index`` maps CTR_STRUCTURES to rows."""
     from cxrview.inference.ctr import measure_ctr
 
     return measure_ctr(*(masks[index[name]] for name in CTR_STRUCTURES))
-
 
 
 def cleaned_stack(masks: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -40,7 +38,6 @@ def cleaned_stack(masks: np.ndarray, labels: list[str]) -> np.ndarray:
     for name in CTR_STRUCTURES:
         out[labels.index(name)] = cleaned[name]
     return out
-
 
 
 def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
@@ -76,7 +73,6 @@ def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[st
     return report
 
 
-
 def measure_ctrs(loaded: Any, samples: list[Sample], *, cache_dir: Path, batch_size: int = 16) -> np.ndarray:
     """The CTR a segmenter bundle measures on each sample (NaN where none could be measured)."""
     card = loaded.card
@@ -88,7 +84,6 @@ def measure_ctrs(loaded: Any, samples: list[Sample], *, cache_dir: Path, batch_s
         m = ctr_of_stack(cleaned_stack(masks, card.labels), where)
         values.append(np.nan if m is None else m.value)
     return np.array(values, dtype=np.float64)
-
 
 
 def external_ctr_report(loaded: Any, sources: list[dict[str, Any]], *, out: Path, batch_size: int,
