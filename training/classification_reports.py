@@ -91,7 +91,8 @@ def baseline_report(labels: list[str], train: XrayDataset, images: np.ndarray,
             **commonest_mean(per)}
 
 
-def roc_curves(labels: list[str], samples: list[Sample], probs: np.ndarray) -> dict[str, tuple]:
+def roc_curves(labels: list[str], samples: list[Sample],
+               probs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     return metrics.per_label_roc_curves(stacked(samples, "labels"), probs, stacked(samples, "known"), labels)
 
 
@@ -117,7 +118,7 @@ def single_label_report(card: ModelCard, samples: list[Sample], probs: np.ndarra
     normal = next((c for c in classes if mappings.get(c, {}).get("*") == 0), None)
     positive = {c: [card.labels.index(lab) for lab, v in mappings.get(c, {}).items()
                     if v == 1 and lab in card.labels] for c in classes}
-    predicted = []
+    predicted: list[str | None] = []
     for row in probs:
         best, best_score, passes = normal, -1.0, False
         for c, idx in positive.items():
@@ -127,7 +128,7 @@ def single_label_report(card: ModelCard, samples: list[Sample], probs: np.ndarra
                     threshold = card.threshold(card.labels[j])
                     passes = threshold is not None and row[j] >= threshold
         predicted.append(best if passes or normal is None else normal)
-    index = {c: i for i, c in enumerate(classes)}
+    index: dict[str | None, int] = {c: i for i, c in enumerate(classes)}
     cm = metrics.confusion_matrix([index[s.group] for s in samples],
                                   [index[p] if p in index else index[classes[0]] for p in predicted],
                                   len(classes))

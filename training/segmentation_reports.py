@@ -40,7 +40,8 @@ def cleaned_stack(masks: np.ndarray, labels: list[str]) -> np.ndarray:
     return out
 
 
-def segmentation_report(labels: list[str], samples: list[Sample], preds: dict[str, np.ndarray]) -> dict:
+def segmentation_report(labels: list[str], samples: list[Sample],
+                        preds: dict[str, np.ndarray]) -> dict[str, Any]:
     """Dice and CTR error of the masks as the app uses them (anatomically cleaned), with the
     network's raw masks' Dice beside them."""
     raw_masks = preds["probs"] > 0.5
