@@ -20,6 +20,7 @@ from training.sources import Sample
 
 
 def stacked(samples: list[Sample], attr: str) -> np.ndarray:
+    """One array of the samples' ``attr`` (``labels``, ``known``): a row per sample."""
     return np.stack([getattr(s, attr) for s in samples])
 
 
@@ -93,6 +94,7 @@ def baseline_report(labels: list[str], train: XrayDataset, images: np.ndarray,
 
 def roc_curves(labels: list[str], samples: list[Sample],
                probs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """{label: (fpr, tpr, auroc)} of ``probs`` against the samples' labels (for the ROC plot)."""
     return metrics.per_label_roc_curves(stacked(samples, "labels"), probs, stacked(samples, "known"), labels)
 
 
