@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrview.inference.bundle import load_bundle
-from training.evaluation import measure_ctrs
 from training.metrics import auroc
+from training.segmentation_reports import measure_ctrs
 from training.sources import nih_samples
 
 

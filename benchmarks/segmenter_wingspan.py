@@ -39,7 +39,7 @@ def run(bundle: Path, samples: list, cache: Path, truth: dict[str, float]) -> tu
     from cxrview.inference.bundle import load_bundle
     from training.datasets import XrayDataset, build_cache
     from training.engine import predict
-    from training.evaluation import CTR_STRUCTURES, _ctr, cleaned_stack, segmentation_report
+    from training.segmentation_reports import CTR_STRUCTURES, cleaned_stack, ctr_of_stack, segmentation_report
 
     loaded = load_bundle(bundle, device="cpu")
     card = loaded.card
@@ -55,7 +55,7 @@ def run(bundle: Path, samples: list, cache: Path, truth: dict[str, float]) -> tu
             name = Path(sample.path).name
             if name not in truth:
                 continue
-            measured = _ctr(m, where)
+            measured = ctr_of_stack(m, where)
             if measured is None:
                 missing += 1
             else:

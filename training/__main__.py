@@ -12,9 +12,12 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.events import EventLog
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +131,7 @@ _NOT_CONFIG = {"command", "config", "nih_images", "data_entry", "folders", "fold
                "masks", "base", "start", "end", "steps", "folds"}
 
 
-def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
     from training.config import TrainConfig
 
     data: dict[str, Any] = dict(base or {})
@@ -230,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     cmp = sub.add_parser("compare", help="candidate vs baseline classifier on a manifest's locked set")
     cmp.add_argument("--candidate", required=True)
     cmp.add_argument("--baseline", required=True)
-    where = cmp.add_mutually_exclusive_group(required=True)
-    where.add_argument("--manifest", help="workspace manifest with split 'locked' images")
-    where.add_argument("--reserved-from", metavar="CONFIG",
+    locked_set_flags = cmp.add_mutually_exclusive_group(required=True)
+    locked_set_flags.add_argument("--manifest", help="workspace manifest with split 'locked' images")
+    locked_set_flags.add_argument("--reserved-from", metavar="CONFIG",
                        help="the reserved NIH patients in this training config's sources "
                             "(one-off acceptance reports; never tune on them)")
     cmp.add_argument("--out", required=True, help="report JSON")
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     log = EventLog()
     try:
         if args.command == "evaluate":
-            from training.evaluation import evaluate_bundle
+            from training.bundle_evaluation import evaluate_bundle
 
             sources = _sources_from_flags(args) or None
             report = evaluate_bundle(Path(args.bundle), sources=sources, split=args.split,

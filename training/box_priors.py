@@ -24,6 +24,13 @@ NIH_IMAGE_SIZE = 1024.0
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "resources" / "box_priors.json"
 
 
+def _quartiles(v: list[float]) -> list[float]:
+    """First and third quartiles, rounded (the one value twice when there is only one)."""
+    if len(v) > 1:
+        return [round(q, 4) for q in statistics.quantiles(v, n=4)[::2]]
+    return [round(v[0], 4)] * 2
+
+
 def box_priors(csv_path: str | Path) -> dict[str, Any]:
     """{"source", "image_size", "findings": {name: {"w", "h", "n", "w_q", "h_q"}}} (w/h as fractions)."""
     sizes: dict[str, list[tuple[float, float]]] = {}
@@ -35,10 +42,8 @@ def box_priors(csv_path: str | Path) -> dict[str, Any]:
     for finding in sorted(sizes):
         ws = sorted(w for w, _ in sizes[finding])
         hs = sorted(h for _, h in sizes[finding])
-        quart = (lambda v: [round(q, 4) for q in statistics.quantiles(v, n=4)[::2]]) if len(ws) > 1 \
-            else (lambda v: [round(v[0], 4)] * 2)
         findings[finding] = {"w": round(statistics.median(ws), 4), "h": round(statistics.median(hs), 4),
-                             "n": len(ws), "w_q": quart(ws), "h_q": quart(hs)}
+                             "n": len(ws), "w_q": _quartiles(ws), "h_q": _quartiles(hs)}
     return {"source": Path(csv_path).name, "image_size": int(NIH_IMAGE_SIZE),
             "note": "median box width/height per finding as a fraction of the image; w_q/h_q = "
                     "first and third quartiles", "findings": findings}

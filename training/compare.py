@@ -25,10 +25,10 @@ import numpy as np
 from cxrview.inference.bundle import load_bundle
 from cxrview.inference.evidence import operating_points
 from training import metrics
+from training.classification_reports import commonest_findings
 from training.config import CLASSIFICATION
 from training.datasets import XrayDataset, build_cache
 from training.engine import predict
-from training.evaluation import commonest_findings
 from training.events import EventLog
 from training.sources import Sample, manifest_samples
 
@@ -123,7 +123,9 @@ def _mean_diff_ci(y: np.ndarray, known: np.ndarray, pc: np.ndarray, pb: np.ndarr
             keep = known[idx, jc] > 0
             yy = y[idx, jc][keep]
             if 0 < yy.sum() < len(yy):
-                values.append(metrics.auroc(yy, pc[idx, jc][keep]) - metrics.auroc(yy, pb[idx, jb][keep]))
+                auroc_c, auroc_b = metrics.auroc(yy, pc[idx, jc][keep]), metrics.auroc(yy, pb[idx, jb][keep])
+                if auroc_c is not None and auroc_b is not None:  # always, with both classes present
+                    values.append(auroc_c - auroc_b)
         if values:
             diffs.append(float(np.mean(values)))
     if not diffs:

@@ -119,4 +119,4 @@ def thorax_boxes(samples: list[Sample], spec: dict[str, Any], *, cache_dir: Path
             tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(known), encoding="utf-8")
             tmp.replace(cache_file)
-    return [tuple(known[k]) if known[k] is not None else None for k in keys]  # type: ignore[misc]
+    return [tuple(known[k]) if known[k] is not None else None for k in keys]

@@ -17,7 +17,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cxrview.inference.card import ModelCard
+    from training.crops import Box
     from training.sources import Sample
 
 
@@ -52,7 +53,7 @@ def _load_mask(path: str, size: int) -> np.ndarray:
     return cv2.resize((mask > 127).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
 
 
-def _cache_key(samples: list[Sample], size: int, boxes: list | None = None) -> str:
+def _cache_key(samples: list[Sample], size: int, boxes: list[Box | None] | None = None) -> str:
     digest = hashlib.sha256(f"v1:{size}".encode())
     for s in samples:
         digest.update(s.path.encode())
@@ -64,14 +65,14 @@ def _cache_key(samples: list[Sample], size: int, boxes: list | None = None) -> s
 
 
 def build_cache(samples: list[Sample], size: int, structures: list[str] | None, *,
-                cache_dir: Path | None = None, crop: dict | None = None,
+                cache_dir: Path | None = None, crop: dict[str, Any] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, size, size) uint8 images and (N, S, size, size) uint8 masks, reusing a disk cache.
 
     ``crop``: a classifier card's ``crop`` block — each image is cut to its thorax square first
     (``training.crops``), exactly as inference will cut it.
     """
-    boxes: list | None = None
+    boxes: list[Box | None] | None = None
     if crop:
         from training.crops import thorax_boxes
 
@@ -111,7 +112,7 @@ def random_affine(rng: np.random.Generator, size: int, *, degrees: float = 7.0,
                   scale: tuple[float, float] = (0.92, 1.08), shift: float = 0.05) -> np.ndarray:
     angle = rng.uniform(-degrees, degrees)
     factor = rng.uniform(*scale)
-    matrix = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, factor)
+    matrix: np.ndarray = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, factor)
     matrix[:, 2] += rng.uniform(-shift, shift, size=2) * size
     return matrix
 
@@ -136,12 +137,14 @@ def robust_photometric(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray
     if rng.random() < 0.3:
         ok, buf = cv2.imencode(".jpg", np.clip(np.rint(out * 255), 0, 255).astype(np.uint8),
                                [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
-        if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else None
+        if decoded is not None:  # always: it is what imencode just wrote
+            out = decoded.astype(np.float32) / 255.0
+    clipped: np.ndarray = np.clip(out, 0.0, 1.0).astype(np.float32)
+    return clipped
 
 
-class XrayDataset(Dataset):
+class XrayDataset(Dataset[dict[str, torch.Tensor]]):
     """Cached images (+ masks) → normalised tensors at the current training size."""
 
     def __init__(self, samples: list[Sample], images: np.ndarray, card: ModelCard, *,

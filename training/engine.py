@@ -9,6 +9,7 @@ back with ``torch.load(weights_only=True)``: tensors and plain containers only.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -242,7 +243,8 @@ def source_mix_weights(samples: list[Sample], mix: dict[str, float]) -> np.ndarr
     for name in rest:
         share[name] = (1 - named) * counts[name] / rest_total if rest_total else 0.0
     w = np.array([share[name] / counts[name] for name in sources], dtype=np.float64)
-    return w * len(w) / w.sum()
+    weights: np.ndarray = w * len(w) / w.sum()
+    return weights
 
 
 def sampler_weights(samples: list[Sample]) -> torch.Tensor:
@@ -278,7 +280,8 @@ def predict(model: nn.Module, dataset: XrayDataset, device: torch.device, batch_
 
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    tap = feature_tap(model, card_input_shape(dataset.card)) if features else contextlib.nullcontext([])
+    tap: contextlib.AbstractContextManager[list[Any]] = (
+        feature_tap(model, card_input_shape(dataset.card)) if features else contextlib.nullcontext([]))
     with tap as pooled:
         result = _predict_batches(model, loader, device, task)
     if features:
@@ -286,7 +289,7 @@ def predict(model: nn.Module, dataset: XrayDataset, device: torch.device, batch_
     return result
 
 
-def _predict_batches(model: nn.Module, loader: DataLoader, device: torch.device,
+def _predict_batches(model: nn.Module, loader: DataLoader[dict[str, torch.Tensor]], device: torch.device,
                      task: str) -> dict[str, np.ndarray]:
     outputs: list[np.ndarray] = []
     losses: list[float] = []
@@ -324,7 +327,8 @@ def validation_score(config: TrainConfig, preds: dict[str, np.ndarray], samples:
     return float(np.mean(list(dice.values())))
 
 
-def prepare_run(config: TrainConfig, log: EventLog, info: DistInfo) -> tuple[dict[str, list[Sample]], dict]:
+def prepare_run(config: TrainConfig, log: EventLog,
+                info: DistInfo) -> tuple[dict[str, list[Sample]], dict[str, list[str]]]:
     """Samples, patient-level split (saved, or reloaded on resume) and image caches."""
     run = config.run_dir
     samples = collect_samples(config)
@@ -382,6 +386,10 @@ def split_keeping(config: TrainConfig, samples: list[Sample]) -> dict[str, list[
             for name in ("train", "val", "test")}
 
 
+def _cache_progress(log: EventLog, split: str, done: int, total: int) -> None:
+    log.emit("phase", name="cache", split=split, done=done, total=total)
+
+
 def caches_for(config: TrainConfig, parts: dict[str, list[Sample]],
                log: EventLog) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     structures = config.labels if config.task != CLASSIFICATION else None
@@ -393,6 +401,5 @@ def caches_for(config: TrainConfig, parts: dict[str, list[Sample]],
             continue
         log.say(f"caching {len(samples)} {name} images at {max(config.sizes)} px")
         out[name] = build_cache(samples, max(config.sizes), structures, cache_dir=cache_dir, crop=crop,
-                                progress=lambda d, n, name=name: log.emit("phase", name="cache",
-                                                                          split=name, done=d, total=n))
+                                progress=functools.partial(_cache_progress, log, name))
     return out

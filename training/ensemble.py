@@ -19,8 +19,8 @@ from cxrview.inference.bundle import LoadedModel, load_bundle, pick_device
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset
 from training.engine import caches_for, collect_samples, make_card
-from training.evaluation import publish
 from training.events import EventLog
+from training.publishing import publish
 from training.sources import apply_split
 
 

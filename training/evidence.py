@@ -142,7 +142,8 @@ def _auroc_with_ci(y: np.ndarray, s: np.ndarray) -> tuple[float | None, list[flo
 
 def normal_rows(Y: np.ndarray, M: np.ndarray) -> np.ndarray:
     """Images with every finding known and absent ("No Finding")."""
-    return (M > 0).all(axis=1) & (Y.sum(axis=1) == 0)
+    rows: np.ndarray = (M > 0).all(axis=1) & (Y.sum(axis=1) == 0)
+    return rows
 
 
 def positives_on_normals(probs: np.ndarray, Y: np.ndarray, M: np.ndarray, labels: list[str],

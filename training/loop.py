@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -38,6 +38,17 @@ from training.events import EventLog
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from training.sources import Sample
+
+
+class RunState(TypedDict):
+    """Where a run stands: saved in every checkpoint and restored on resume."""
+
+    epoch: int  # epochs completed
+    best_loss: float  # lowest validation loss at the final input size (inf before one)
+    best_score: float | None  # the validation score of that epoch
+    stale: int  # epochs since the best one (early stopping)
+
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
@@ -65,26 +76,27 @@ def one_cycle(total_steps: int, *, warmup: float = 0.25, start_div: float = 25.0
     return factor
 
 
-def _loader(config: TrainConfig, dataset: XrayDataset, info: DistInfo, epoch: int) -> DataLoader:
+def _loader(config: TrainConfig, dataset: XrayDataset, info: DistInfo,
+            epoch: int) -> DataLoader[dict[str, torch.Tensor]]:
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
     if info.world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=info.world, rank=info.rank,
-                                     shuffle=True, seed=config.seed, drop_last=False)
-        sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+        shards: DistributedSampler[dict[str, torch.Tensor]] = DistributedSampler(
+            dataset, num_replicas=info.world, rank=info.rank, shuffle=True, seed=config.seed, drop_last=False)
+        shards.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=config.batch_size, sampler=shards,
                           num_workers=config.num_workers)
     weights = draw_weights(config, dataset.samples)
     if weights is not None:
-        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64),
-                                        config.epoch_size or len(dataset), replacement=True,
-                                        generator=generator)
-        return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+        # the sampler makes the same float64 tensor of a list (typed Sequence[float]) as of an array
+        draws = WeightedRandomSampler(weights.tolist(), config.epoch_size or len(dataset),
+                                      replacement=True, generator=generator)
+        return DataLoader(dataset, batch_size=config.batch_size, sampler=draws,
                           num_workers=config.num_workers)
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
                       num_workers=config.num_workers, drop_last=len(dataset) > config.batch_size)
 
 
-def draw_weights(config: TrainConfig, samples: list) -> np.ndarray | None:
+def draw_weights(config: TrainConfig, samples: list[Sample]) -> np.ndarray | None:
     """Per-sample draw weights of the training loader (None: plain shuffling)."""
     weights = None
     if config.imbalance == "sampler" and config.task == CLASSIFICATION:
@@ -150,7 +162,7 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    state = {"epoch": 0, "best_loss": float("inf"), "best_score": None, "stale": 0}
+    state: RunState = {"epoch": 0, "best_loss": float("inf"), "best_score": None, "stale": 0}
     checkpoint_file = run / "checkpoint.pt"
     best_file = run / "best.pt"
     if config.resume and checkpoint_file.is_file():
@@ -184,7 +196,7 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
             with torch.autocast(device.type, enabled=use_amp):
                 loss = compute_loss(config, wrapped, batch, device, pos_weight)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # unannotated in torch
             scaler.step(optimizer)
             scaler.update()
             if scheduler is not None:
@@ -241,7 +253,7 @@ def train(config: TrainConfig, log: EventLog | None = None) -> Path | None:
     if not info.is_main:
         return None
     model.load_state_dict(best_state)
-    from training.evaluation import publish
+    from training.publishing import publish
 
     bundle = publish(config, model, card, datasets, split, device, log,
                      trained_seconds=time.time() - started, stopped_reason=stopped_reason)

@@ -65,7 +65,9 @@ def lr_find(
     optimizer = torch.optim.AdamW(model.parameters(), lr=start, weight_decay=config.weight_decay)
     pos_weight = class_pos_weight(parts["train"]).to(device) if config.task != "segmentation" else None
     factor = (end / start) ** (1.0 / max(steps - 1, 1))
-    lrs, losses, smoothed, best = [], [], 0.0, math.inf
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed, best = 0.0, math.inf
     loader_epoch = 0
     model.train()
     log.emit("start", task="lr-find", steps=steps, start_lr=start, end_lr=end)
@@ -78,7 +80,7 @@ def lr_find(
                 group["lr"] = lr
             loss = compute_loss(config, model, batch, device, pos_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
             optimizer.step()
             value = loss.item()
             smoothed = value if not lrs else 0.9 * smoothed + 0.1 * value

@@ -217,7 +217,8 @@ def _weighted_aurocs(counts: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.nda
     neg_g = np.add.reduceat(np.where(is_pos, 0.0, c), starts, axis=1)
     neg_below = np.cumsum(neg_g, axis=1) - neg_g
     wins = (pos_g * (neg_below + 0.5 * neg_g)).sum(axis=1)
-    return wins / (pos_g.sum(axis=1) * neg_g.sum(axis=1))
+    areas: np.ndarray = wins / (pos_g.sum(axis=1) * neg_g.sum(axis=1))
+    return areas
 
 
 def _check_bootstrap_args(n: int, alpha: float) -> None:

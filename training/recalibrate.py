@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from cxrview.inference.bundle import load_bundle, save_card_with_weights_of
+from training.classification_reports import classification_report, held_out_report
 from training.config import CLASSIFICATION, TrainConfig
 from training.datasets import XrayDataset, build_cache
 from training.engine import collect_samples, predict
-from training.evaluation import attach_evidence, classification_report, held_out_report
 from training.events import EventLog
-from training.sources import apply_split
+from training.publishing import attach_evidence
+from training.sources import Sample, apply_split
 
 RULE_KEYS = ("specificity_floor", "specificity_floors", "min_positives", "min_auroc_lower",
              "max_normal_positives")
@@ -55,7 +56,7 @@ def recalibrate_bundle(bundle_dir: Path, out: Path, *, rule: dict[str, Any] | No
             raise ValueError("none of the validation images were found in the given sources")
         cache = Path(cache_dir) if cache_dir else scratch / "cache"
 
-        def dataset(samples: list) -> XrayDataset:
+        def dataset(samples: list[Sample]) -> XrayDataset:
             images, _ = build_cache(samples, card.input_size, None, cache_dir=cache, crop=card.crop)
             return XrayDataset(samples, images, card)
 

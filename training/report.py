@@ -53,7 +53,7 @@ def _to_px(fpr: np.ndarray, tpr: np.ndarray) -> np.ndarray:
 def _put_rotated_text(img: np.ndarray, text: str, centre: tuple[int, int], scale: float) -> None:
     """Vertical (90° counter-clockwise) text: cv2 has no rotated putText, so render and rotate a patch."""
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
-    patch = np.full((th + base + 4, tw + 4, 3), 255, np.uint8)
+    patch: np.ndarray = np.full((th + base + 4, tw + 4, 3), 255, np.uint8)
     cv2.putText(patch, text, (2, th + 2), _FONT, scale, _INK, 1, cv2.LINE_AA)
     patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
     ph, pw = patch.shape[:2]

@@ -99,7 +99,8 @@ def read_bbox_list(csv_path: str | Path) -> dict[str, list[tuple[str, float, flo
             if len(row) < 6:
                 continue
             finding = "Infiltration" if row[1] == "Infiltrate" else row[1]
-            boxes.setdefault(row[0], []).append((finding, *map(float, row[2:6])))
+            x, y, w, h = map(float, row[2:6])
+            boxes.setdefault(row[0], []).append((finding, x, y, w, h))
     return boxes
 
 
