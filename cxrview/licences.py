@@ -97,12 +97,10 @@ class Metadata(Protocol):
 
 
 class Dist(Protocol):
+    """What is read of a distribution: its core metadata (Name, Version, License…, Requires-Dist)."""
+
     @property
     def metadata(self) -> Any: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def requires(self) -> list[str] | None: ...
 
 
 def canonical(name: str) -> str:
@@ -382,12 +380,13 @@ def dependency_closure(requirements: Sequence[str], lookup: Callable[[str], Dist
         if dist is None:
             missing.append(key)
             continue
-        name = dist.metadata.get("Name") or requirement.name
-        expression, source = read_licence(dist.metadata)
+        metadata = dist.metadata  # parsed anew on every access: once per distribution
+        name = metadata.get("Name") or requirement.name
+        expression, source = read_licence(metadata)
         decided = verdict(name, expression)
-        seen[key] = Package(name, dist.version, expression, source, decided.allowed, decided.used_under,
-                            decided.reason, parent)
-        for raw in dist.requires or []:
+        seen[key] = Package(name, str(metadata.get("Version") or "?"), expression, source, decided.allowed,
+                            decided.used_under, decided.reason, parent)
+        for raw in metadata.get_all("Requires-Dist") or []:
             child = Requirement(raw)
             if _applies(child, {"", *requirement.extras}):
                 queue.append((child, name))

@@ -31,7 +31,12 @@ def meta(name: str = "pkg", *, expression: str | None = None, license: str | Non
 class FakeDist:
     metadata: Message
     version: str = "1.0"
-    requires: list[str] | None = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.metadata["Version"] = self.version
+        for requirement in self.requires:
+            self.metadata["Requires-Dist"] = requirement
 
 
 def test_the_spdx_expression_wins_over_everything_else() -> None:
