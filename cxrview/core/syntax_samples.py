@@ -1,4 +1,4 @@
-"""Tiny DICOM files in every transfer syntax the loader supports, made on the spot.
+"""Tiny DICOM files in every transfer syntax the loader supports, and a chest phantom, made on the spot.
 
 Used by ``cxrview --self-test`` (a bundle or an installation proves its decoders work) and
 by the tests that prove every syntax decodes without GPL code (ADR 0012). Nothing here is
@@ -147,3 +147,35 @@ def decode_error(decoded: np.ndarray, expected: np.ndarray) -> int | None:
     if decoded.shape != expected.shape:
         return None
     return int(np.abs(decoded.astype(np.int64) - expected.astype(np.int64)).max())
+
+
+def chest_phantom(size: int = 512) -> np.ndarray:
+    """A synthetic frontal chest film (8-bit grey, MONOCHROME2 sense: bone and soft tissue bright):
+    body, two dark lungs with ribs, mediastinum and heart, spine, diaphragm. Not anatomy to
+    diagnose on: enough for every stage of a prediction to run (``cxrview --self-test``)."""
+    import cv2
+
+    s = size / 512
+    canvas = np.zeros((size, size), np.float32)
+
+    def ellipse(centre: tuple[float, float], axes: tuple[float, float], value: float,
+                angle: float = 0.0) -> None:
+        cv2.ellipse(canvas, (round(centre[0] * s), round(centre[1] * s)),
+                    (round(axes[0] * s), round(axes[1] * s)), angle, 0, 360, value, thickness=-1)
+
+    ellipse((256, 300), (230, 250), 0.62)  # body
+    ellipse((168, 250), (78, 165), 0.18, angle=-4)  # patient's right lung (image left)
+    ellipse((344, 250), (78, 165), 0.18, angle=4)  # patient's left lung
+    for k in range(9):  # ribs: bright arcs across both lungs
+        y = (120 + 34 * k) * s
+        for cx, sign in ((168, 1), (344, -1)):
+            cv2.ellipse(canvas, (round(cx * s), round(y)), (round(92 * s), round(26 * s)), 8 * sign, 180, 360,
+                        0.42, thickness=max(1, round(7 * s)))
+    ellipse((280, 350), (82, 70), 0.66)  # heart, towards the patient's left
+    spine = ((round(240 * s), round(40 * s)), (round(272 * s), size - 1))
+    cv2.rectangle(canvas, *spine, 0.8, thickness=-1)
+    ellipse((256, 470), (220, 60), 0.7)  # diaphragm and abdomen
+    blurred = np.asarray(cv2.GaussianBlur(canvas, (0, 0), 3 * s), np.float32)
+    noise = np.random.default_rng(16).normal(0, 0.01, blurred.shape).astype(np.float32)
+    film: np.ndarray = np.clip((blurred + noise) * 255, 0, 255).astype(np.uint8)
+    return film
