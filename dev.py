@@ -3,7 +3,10 @@
 
     python3 dev.py run [PATH ...]   create .venv if needed, install, launch the app
     python3 dev.py test [PYTEST ARGS]   create .venv if needed, install, run the test suite
-    python3 dev.py check   create .venv if needed, install, run ruff, mypy and the import contracts
+    python3 dev.py check   create .venv if needed, install, run ruff, mypy, the import contracts
+                           and the licence check
+    python3 dev.py licences   check the runtime dependencies' licences and regenerate
+                              docs/THIRD_PARTY_LICENSES.md (ADR 0012)
 
 Installation is skipped when pyproject.toml has not changed since the last one
 (a stamp file in .venv), so repeated runs start immediately.
@@ -82,7 +85,10 @@ CHECKS = (
     ("ruff", ["ruff", "check", "cxrview", "training", "tests", "benchmarks", "dev.py"]),
     ("mypy", ["mypy"]),  # what to check and how strictly: [tool.mypy] in pyproject.toml
     ("import contracts", ["lint-imports"]),  # [tool.importlinter] in pyproject.toml
+    # Runtime dependencies' licences against the allow-list in cxrview/licences.py (ADR 0012); ~1 s.
+    ("licences", ["python", "-m", "cxrview.licences", "--quiet"]),
 )
+THIRD_PARTY_REPORT = ROOT / "docs" / "THIRD_PARTY_LICENSES.md"
 
 
 def run_checks() -> int:
@@ -98,13 +104,16 @@ def run_checks() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test", "check"):
+    if not argv or argv[0] not in ("run", "test", "check", "licences"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     ensure_venv()
     if command == "check":
         return run_checks()
+    if command == "licences":
+        return subprocess.call([str(PYTHON), "-m", "cxrview.licences", "--write", str(THIRD_PARTY_REPORT),
+                                *rest], cwd=ROOT)
     if command == "run":
         ensure_display_libraries()
         return subprocess.call([str(PYTHON), "-m", "cxrview", *rest])

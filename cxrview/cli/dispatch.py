@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cxrview.cli import finetune, image, models, predict, workspace
+from cxrview.cli import finetune, image, models, predict, selftest, workspace
 from cxrview.cli.errors import EXIT_INTERRUPTED, print_error, report
 
 
@@ -47,12 +47,21 @@ COMMANDS: tuple[Command, ...] = (
                         "registers (never activates) the candidate", finetune.add_arguments, finetune.run),
     Command("models", "list, inspect, activate and roll back model versions",
             models.add_arguments, models.run),
+    Command("version", "the version and the active models (also: cxrview --version)",
+            selftest.add_version_arguments, selftest.run_version),
+    Command("self-test", "decode every supported transfer syntax and run one prediction, from generated "
+                         "files; OK/FAIL per part (also: cxrview --self-test)",
+            selftest.add_arguments, selftest.run),
 )
 SUBCOMMANDS = tuple(command.name for command in COMMANDS)
+# Options that are commands of the table above (``cxrview --version`` = ``cxrview version``).
+OPTION_ALIASES = {"--version": "version", "--self-test": "self-test"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxrview", description="The ``cxrview`` command.")
+    parser = argparse.ArgumentParser(prog="cxrview", description="The ``cxrview`` command.",
+                                     epilog="cxrview --version | cxrview --self-test [--json]: the same as "
+                                            "the version and self-test commands.")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_arguments(sub.add_parser(command.name, help=command.help))
@@ -71,6 +80,8 @@ def _display_problem() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in OPTION_ALIASES:
+        args_list[0] = OPTION_ALIASES[args_list[0]]
     if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help"):
         problem = _display_problem()
         if problem:

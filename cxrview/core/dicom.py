@@ -4,8 +4,10 @@ Compressed pixel data (JPEG, JPEG-LS, JPEG 2000/HTJ2K) is decoded with
 imagecodecs first: it releases the GIL (pylibjpeg-openjpeg holds it for the
 whole ~130 ms decode of a chest film, which froze the GUI even from a worker
 thread), it is up to 4x faster on JPEG-LS, and its libjpeg-turbo decodes the
-12-bit JPEG Extended that neither pylibjpeg nor GDCM can. pydicom with the
-pylibjpeg plugins is the fallback (and decodes RLE and native data).
+12-bit JPEG Extended that neither pylibjpeg nor GDCM can. It covers every compressed
+syntax we support, so the GPLv3 pylibjpeg-libjpeg is not a dependency (ADR 0012). pydicom
+is the fallback, with permissive plugins only: Pillow (JPEG baseline), pylibjpeg-openjpeg
+(JPEG 2000) and its own RLE and native decoders.
 
 ACR-NEMA files without preamble or file meta: pydicom reads the elements with
 ``force=True`` but refuses to decode pixels without a Transfer Syntax UID, so

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from types import TracebackType
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from cxrview.qt.identity import app_icon
 from cxrview.qt.settings import AppSettings
 from cxrview.qt.theme import apply_theme
 
@@ -38,6 +39,9 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
     QCoreApplication.setOrganizationName(ORG)
     QCoreApplication.setApplicationName(APP)
     QGuiApplication.setApplicationDisplayName("cxrview")
+    QGuiApplication.setDesktopFileName("cxrview")  # Wayland/X11: match packaging/cxrview.desktop
+    if QGuiApplication.windowIcon().isNull():
+        QGuiApplication.setWindowIcon(app_icon())
     return app  # type: ignore[return-value]
 
 
@@ -108,10 +112,6 @@ def run_gui(paths: list[str]) -> int:
     app = ensure_app()
     settings = AppSettings()
     apply_theme(app, settings.theme())
-    icon_path = os.path.join(os.path.dirname(__file__), "..", "..", "resources", "icons",
-                             "cxrview.svg")
-    if os.path.exists(icon_path):
-        app.setWindowIcon(QIcon(icon_path))
 
     from cxrview.qt.main_window import MainWindow
 

@@ -24,12 +24,10 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QMainWindow,
-    QMessageBox,
     QVBoxLayout,
     QWidget,
 )
 
-from cxrview import __version__
 from cxrview.core import ImageLoadError, Window, find_images
 from cxrview.qt.actions import build_menu_bar
 from cxrview.qt.ai.controller import AIController
@@ -39,6 +37,7 @@ from cxrview.qt.dialogs import ShortcutsDialog, apply_saved_shortcuts
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
 from cxrview.qt.finetune.controller import FinetuneController
+from cxrview.qt.identity import AboutDialog, app_icon
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
 from cxrview.qt.notify import ErrorBanner, Notifier
 from cxrview.qt.review import ReviewController
@@ -67,6 +66,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("cxrview")
+        self.setWindowIcon(app_icon())
         self.settings = settings or AppSettings()
         self.runner = TaskRunner(self)
         self.cache = ImageCache(capacity=4)
@@ -466,13 +466,17 @@ class MainWindow(QMainWindow):
         dialog.show()  # non-modal: keep reading while looking up a key
         return dialog
 
-    def show_about(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, "About cxrview",
-                          f"cxrview {__version__} — offline chest X-ray review.\n"
-                          "For research and second reading; not a certified medical device.",
-                          QMessageBox.StandardButton.Ok, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
+    def show_about(self) -> AboutDialog:
+        """Help › About for the models this window predicts with (not merely the shipped ones)."""
+        from cxrview.about import gather
+
+        bundles = {"classifier": Path(self.ai.classifier)}
+        if self.ai.segmenter:
+            bundles["segmenter"] = Path(self.ai.segmenter)
+        dialog = AboutDialog(gather(bundles), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     # -- drag and drop / close -----------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # Qt override
