@@ -13,6 +13,13 @@ Design notes (why it looks like this):
   visible texture, which is exactly what a reader must not be shown.
 * Keyboard shortcuts live on the main window's actions (one list, which also feeds the
   Help dialog); the canvas itself only handles mouse gestures and the Space modifier.
+* Rotation and flips are a transform of the image item (``ViewTransform``): the layers are
+  its children and turn with it, while the stored pixels, the rendering and therefore the
+  models' input never change. Corner text, orientation markers and the LOSSY badge are
+  drawn over the viewport (``drawForeground``), upright whatever the transform.
+* Reading marks (distance, angle, CTR, ROIs, arrow, text) are edited through a *marks
+  handler*: the default one edits the layer in place; the annotation controller installs
+  one that stores each edit (undoable) in the per-user store.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
     QImage,
     QKeyEvent,
     QMouseEvent,
@@ -34,6 +44,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPixmap,
     QResizeEvent,
+    QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -46,8 +57,12 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.core import Window, XrayImage, render_display
+from cxrview.core.measure import Annotation, Measured
+from cxrview.core.overlay_text import ViewTransform, corner_text, lossy_badge, orientation_markers
 from cxrview.qt.compat import emit
-from cxrview.qt.viewer.layers import Measurement, MeasurementLayer, OverlayLayer
+from cxrview.qt.viewer.annotations import AnnotationLayer, AnnotationTool
+from cxrview.qt.viewer.hud import HudContent, paint_hud
+from cxrview.qt.viewer.layers import OverlayLayer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +71,30 @@ MAX_ZOOM = 64.0
 WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 eighths of a degree)
 WL_DRAG_PIXELS_FOR_FULL_RANGE = 400.0  # right-drag distance that sweeps the whole range
 WL_RENDER_INTERVAL_MS = 15  # coalesce window/level re-renders during a drag (~60 fps)
+PATHS_MIME = "application/x-cxrview-paths"  # dragged from the study browser: one path per line
+
+
+def paths_from_mime(mime: QMimeData) -> list[str]:
+    if not mime.hasFormat(PATHS_MIME):
+        return []
+    return [line for line in bytes(mime.data(PATHS_MIME).data()).decode("utf-8").splitlines() if line]
+
+
+class LocalMarks:
+    """The marks handler of a canvas without a store: edits change the layer only."""
+
+    def __init__(self, layer: AnnotationLayer) -> None:
+        self.layer = layer
+
+    def add(self, mark: Annotation) -> None:
+        self.layer.set_annotations([*self.layer.annotations(), mark])
+
+    def remove(self, marks: list[Annotation]) -> None:
+        uids = {m.uid for m in marks}
+        self.layer.set_annotations([m for m in self.layer.annotations() if m.uid not in uids])
+
+    def replace(self, before: Annotation, after: Annotation) -> None:
+        self.layer.set_annotations([after if m.uid == before.uid else m for m in self.layer.annotations()])
 
 
 @dataclass(frozen=True)
