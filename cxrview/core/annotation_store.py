@@ -109,8 +109,8 @@ class AnnotationStore:
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM annotations").fetchone()[0])
             for offset, a in enumerate(annotations):
                 conn.execute(
-                    "INSERT OR REPLACE INTO annotations(uid, content_hash, kind, points, text, author, created, "
-                    "seq, image_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO annotations(uid, content_hash, kind, points, text, author, "
+                    "created, seq, image_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (a.uid, content_hash, a.kind, json.dumps([list(p) for p in a.points]), a.text, a.author,
                      a.created, next_seq + offset, image_path))
 

@@ -283,7 +283,7 @@ def sort_entries(entries: Iterable[ImageEntry]) -> list[ImageEntry]:
 
 
 def _descending(order: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in order) + (0,) if order else (1,)
+    return (*(-ord(ch) for ch in order), 0) if order else (1,)
 
 
 def _natural(path: str) -> list[Any]:
@@ -314,7 +314,8 @@ def find_prior(entries: Iterable[ImageEntry], current: ImageEntry) -> ImageEntry
     return min((e for e in earlier if e.order == latest), key=lambda e: (_view_rank(e), _natural(e.path)))
 
 
-def find_pa_lateral(entries: Iterable[ImageEntry], current: ImageEntry) -> tuple[ImageEntry, ImageEntry] | None:
+def find_pa_lateral(entries: Iterable[ImageEntry],
+                    current: ImageEntry) -> tuple[ImageEntry, ImageEntry] | None:
     """(frontal, lateral) of the current image's study, or None when it lacks one of them."""
     same = [e for e in entries if e.study_key == current.study_key]
     laterals = [e for e in same if e.is_lateral]

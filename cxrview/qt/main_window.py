@@ -107,7 +107,10 @@ class MainWindow(QMainWindow):
             open_file=self.open_file_dialog, open_folder=self.open_folder_dialog, quit=self.close,
             next_image=self.next_image, previous_image=self.previous_image, fit=self.canvas.fit,
             one_to_one=self.canvas.one_to_one, zoom_in=self.zoom_in, zoom_out=self.zoom_out,
-            toggle_invert=self.toggle_invert, reset_view=self.canvas.reset_view,
+            toggle_invert=self.toggle_invert, reset_window=self.canvas.reset_window,
+            reset_zoom=self.canvas.escape,
+            rotate=self.canvas.rotate_view, flip=lambda horizontal: self.canvas.flip(horizontal=horizontal),
+            toggle_hud=self.canvas.toggle_hud,
             toggle_measure=self.toggle_measure, delete_selection=self.delete_selection,
             clear_measurements=self.canvas.clear_measurements, show_shortcuts=self.show_shortcuts,
             show_about=self.show_about, apply_preset=self.apply_preset_index, set_theme=self.set_theme,
@@ -149,6 +152,8 @@ class MainWindow(QMainWindow):
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.canvas.inverted_changed.connect(self.actions_["invert"].setChecked)
         self.canvas.measure_mode_changed.connect(self.actions_["measure"].setChecked)
+        self.canvas.hud_toggled.connect(self.actions_["toggle_hud"].setChecked)
+        self.actions_["toggle_hud"].setChecked(self.canvas.is_hud_visible())
         self.canvas.image_painted.connect(self._on_first_paint)
         self.file_dock.current_changed.connect(self._on_row_changed)
         self.image_shown.connect(self.review.image_shown)

@@ -86,7 +86,13 @@ def test_keys_zoom_invert_presets_reset(qtbot, window, dicom_dir: Path) -> None:
     assert window.actions_.presets[1].text() == names[1]
     assert not window.actions_.presets[len(names)].isEnabled()
 
+    # Esc only resets zoom and pan: the reader's window and inversion stay (issue 15).
+    window_before = canvas.window()
     qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    assert canvas.zoom_factor() == pytest.approx(fit_zoom)
+    assert canvas.is_inverted() and canvas.window() == window_before
+    # The window has its own key.
+    qtbot.keyClick(canvas, Qt.Key.Key_R)
     assert not canvas.is_inverted()
     assert canvas.current_preset() == img.default_preset
     assert canvas.zoom_factor() == pytest.approx(fit_zoom)
@@ -113,14 +119,15 @@ def test_measure_calibrated_and_uncalibrated(qtbot, window, dicom_dir: Path,
     drag(c.viewport(), Qt.MouseButton.LeftButton, c.viewport_point((100.0, 500.0)),
          c.viewport_point((700.0, 500.0)))
     (m,) = c.measurements()
-    assert m.text.endswith(" mm") and m.length_mm == pytest.approx(600 * 0.168, rel=0.02)
+    assert c.measured(m).label.endswith(" mm")
+    assert c.measured(m).values["length"] == pytest.approx(600 * 0.168, rel=0.02)
     qtbot.keyClick(c, Qt.Key.Key_Delete)
     assert c.measurements() == []
 
     open_and_wait(qtbot, window, [str(nih_dir / "00000001_000.png")])
     assert window.status.calibration.text().startswith("uncalibrated")
     m = c.add_measurement((0.0, 0.0), (30.0, 40.0))
-    assert m.text == "50 px (uncalibrated)"
+    assert c.measured(m).label == "50 px (uncalibrated)"
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the garbage

@@ -50,7 +50,8 @@ def paint_hud(painter: QPainter, rect: QRectF, content: HudContent, *, scale: fl
     for corner, lines in content.corners.items():
         top = corner.startswith("top")
         left = corner.endswith("left")
-        y0 = rect.top() + margin + metrics.ascent() if top else rect.bottom() - margin - (len(lines) - 1) * line_h
+        bottom_first = rect.bottom() - margin - (len(lines) - 1) * line_h
+        y0 = rect.top() + margin + metrics.ascent() if top else bottom_first
         if not top:
             y0 -= metrics.descent()
         if corner == "top_left" and content.badge:
