@@ -84,8 +84,14 @@ def _model_thresholds(classifier: str) -> dict[str, float]:
 
 
 def _workspace_for(paths: list[str]) -> Path:
-    """The default workspace of the folder holding these images."""
-    return default_workspace_path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+    """The workspace of the folder holding these images: one made there on purpose (an import, a
+    workspace the reader created) if it exists, else one in the user data directory. Viewing a
+    folder never writes into it (issue 15): no ``cxrview.workspace.sqlite``, ``-wal`` or ``-shm``."""
+    folder = os.path.commonpath([str(Path(p).resolve().parent) for p in paths])
+    beside = default_workspace_path(folder)
+    if beside.is_file():
+        return beside
+    return default_workspace_path(folder, beside_images=False)
 
 
 class ReviewController(QObject):

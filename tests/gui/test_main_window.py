@@ -374,3 +374,30 @@ def test_every_shortcut_in_the_window_is_listed_and_can_be_remapped(qtbot, windo
         assert restored == {name: [sequence] for name, sequence in assigned.items()}
     finally:
         again.close()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_viewing_a_writable_folder_leaves_it_byte_for_byte_unchanged(
+        qtbot, window, nih_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: no workspace (nor -wal/-shm), no marks store beside the images; the review data
+    of a merely viewed folder lives in the user data directory."""
+    monkeypatch.delenv("CXRVIEW_WORKSPACE_DIR")  # the real default, not the tests' redirect
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    folder = tmp_path / "films"
+    (folder / "sub").mkdir(parents=True)
+    for src in sorted(nih_dir.glob("*.png"))[:2]:
+        shutil.copy(src, folder / src.name)
+    shutil.copy(sorted(nih_dir.glob("*.png"))[2], folder / "sub" / "x.png")
+    before = _snapshot(folder)
+    open_and_wait(qtbot, window, [str(folder)])
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.next_image()
+    window.canvas.add_measurement((1.0, 1.0), (50.0, 1.0))
+    assert window.review.workspace_path() is not None
+    assert str(window.review.workspace_path()).startswith(str(tmp_path / "data-home"))
+    window.close()
+    assert _snapshot(folder) == before
