@@ -327,3 +327,9 @@ def find_pa_lateral(entries: Iterable[ImageEntry],
     if not laterals or not frontals:
         return None
     return min(frontals, key=_view_rank), laterals[0]
+
+
+def same_patient(entries: Iterable[ImageEntry], current: ImageEntry) -> list[ImageEntry]:
+    """Every image of the current image's patient (by DICOM PatientID, NIH patient or folder),
+    newest study first, as the browser lists them."""
+    return sort_entries(e for e in entries if e.patient_key == current.patient_key)

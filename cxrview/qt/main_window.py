@@ -44,6 +44,7 @@ from cxrview.qt.notify import ErrorBanner, Notifier
 from cxrview.qt.review import ReviewController
 from cxrview.qt.settings import AppSettings
 from cxrview.qt.status import ViewerStatusBar
+from cxrview.qt.study import StudyController, is_dicomdir
 from cxrview.qt.theme import apply_theme, current_theme
 from cxrview.qt.viewer.canvas import ImageCanvas
 from cxrview.qt.window_actions import ViewerCommands, WindowActions
@@ -93,6 +94,8 @@ class MainWindow(QMainWindow):
         self.notifier = Notifier(self.banner, self.status)
 
         # The parts, each with only the collaborators it uses.
+        self.studies = StudyController(self.runner, self.notifier, parent=self)
+        self._waiting_scan: str | None = None  # a folder / CD whose images come from its scan
         self.ai = AIController(self.canvas, self.runner, self.settings, parent=self)
         self.findings_dock = self.ai.dock
         self.review = ReviewController(self.canvas, self.file_dock, self.settings, self.notifier,
@@ -128,7 +131,7 @@ class MainWindow(QMainWindow):
     # -- assembly -------------------------------------------------------------------------
     def _docks(self) -> list[QDockWidget]:
         return [self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
-                self.review.worklist]
+                self.review.worklist, self.studies.dock]
 
     def _place_docks(self) -> None:
         # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
@@ -138,6 +141,9 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.metadata_dock, self.findings_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review.dock)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.review.worklist)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.studies.dock)
+        self.tabifyDockWidget(self.file_dock, self.studies.dock)
+        self.file_dock.raise_()
 
     def _menu_entries(self) -> list[tuple[str, QAction]]:
         """Every part's (menu section, action), plus View › Panels for every dock."""
@@ -167,6 +173,9 @@ class MainWindow(QMainWindow):
         self.review.dirty_changed.connect(self._update_title)
         self.batch.finished.connect(self._on_batch_finished)
         self.finetune.model_activated.connect(self.ai.use_classifier)
+        self.studies.scanned.connect(self._on_scanned)
+        self.studies.dock.image_activated.connect(self.show_path)
+        self.studies.dock.series_activated.connect(self.show_list)
 
     def _on_bundles_changed(self, classifier: str, _segmenter: str | None) -> None:
         self.review.set_classifier(classifier)
@@ -249,12 +258,17 @@ class MainWindow(QMainWindow):
             if not paths:
                 return self.file_dock.count()
         files: list[str] = []
+        scan_root: str | None = None
         for raw in paths:
             p = Path(raw)
             try:
-                if p.is_dir():
-                    files.extend(str(f) for f in find_images(p))
-                    self.settings.set_last_folder(str(p))
+                if p.is_dir() or is_dicomdir(p):
+                    # The study browser indexes the tree (sub-folders, DICOMDIR); the file list
+                    # gets the folder's own images at once, else the scan's when it ends.
+                    scan_root = str(p)
+                    if p.is_dir():  # a CD's DICOMDIR is an index, not an image
+                        files.extend(str(f) for f in find_images(p) if not is_dicomdir(f))
+                    self.settings.set_last_folder(str(p if p.is_dir() else p.parent))
                 else:
                     files.append(str(p))
                     self.settings.set_last_folder(str(p.parent))
@@ -262,8 +276,14 @@ class MainWindow(QMainWindow):
                 self.show_error(f"{raw}: cannot list folder ({exc})")
                 continue
             self.actions_.set_recent(self.settings.add_recent(str(p)))
+        self._waiting_scan = None
+        if scan_root is not None:
+            self.studies.scan(scan_root)
         if not files:
-            if paths:
+            if scan_root is not None:
+                self._waiting_scan = scan_root
+                self.status.showMessage(f"Searching {scan_root} (sub-folders, DICOMDIR)…")
+            elif paths:
                 self.show_error(f"No images found in {', '.join(paths)}")
             return 0
         self.cache.clear()
@@ -273,6 +293,27 @@ class MainWindow(QMainWindow):
         self.file_dock.set_files(files)
         self.file_dock.set_current_row(0)
         return len(files)
+
+    def _on_scanned(self, root: str, paths: list[str]) -> None:
+        """A scan ended: the folder / CD that had no images of its own lists the tree's."""
+        if root != self._waiting_scan:
+            return
+        self._waiting_scan = None
+        if not paths:
+            self.show_error(f"No images found in {root} (sub-folders and DICOMDIR searched)")
+            return
+        self.show_list(paths)
+
+    def show_list(self, paths: list[str]) -> None:
+        """Page through these images (a study or series picked in the browser)."""
+        if not paths:
+            return
+        self.cache.clear()
+        self.banner.hide()
+        self.batch.cancel()
+        self.review.attach_files(paths)
+        self.file_dock.set_files(paths)
+        self.file_dock.set_current_row(0)
 
     def show_worklist(self, paths: list[str]) -> None:
         """Put a workspace worklist into the file list (paging follows it); keep the shown image."""

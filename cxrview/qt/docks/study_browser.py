@@ -1,0 +1,196 @@
+"""The study browser dock: patients → studies → series → images, as :mod:`cxrview.core.study`
+groups them. It only shows entries and says which one the reader picked; scanning is the
+study controller's business (on the window's one task runner).
+
+While a scan runs, batches are appended as they arrive (the tree grows, the GUI stays
+responsive); when it ends the tree is rebuilt once in reading order (newest study first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrview.core.study import ImageEntry, sort_entries
+from cxrview.qt.compat import emit
+
+PATHS_ROLE = Qt.ItemDataRole.UserRole  # the image paths under a node, in order
+LEVEL_ROLE = Qt.ItemDataRole.UserRole + 1  # "patient", "study", "series" or "image"
+PATHS_MIME = "application/x-cxrview-paths"  # one path per line (the canvas' drop format)
+
+
+class _Tree(QTreeWidget):
+    """Dragging a node carries its images' paths (a series into a viewport)."""
+
+    def mimeData(self, items: Sequence[QTreeWidgetItem]) -> QMimeData:  # Qt override
+        mime = QMimeData()
+        paths = [p for item in items for p in item.data(0, PATHS_ROLE) or []]
+        mime.setData(PATHS_MIME, "\n".join(paths).encode("utf-8"))
+        return mime
+
+
+class StudyBrowserDock(QDockWidget):
+    """The tree, a progress bar with Cancel while scanning, and a one-line summary."""
+
+    image_activated = Signal(str)  # path: show it
+    series_activated = Signal(object)  # list[str]: page through these (a study or a series)
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Studies", parent)
+        self.setObjectName("dock_studies")
+        body = QWidget(self)
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.tree = _Tree(body)
+        self.tree.setObjectName("study_tree")
+        self.tree.setHeaderLabels(["Patient / study / series / image", "Images"])
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setDragEnabled(True)
+        self.tree.setUniformRowHeights(True)
+        self.tree.itemActivated.connect(self._on_activated)
+        layout.addWidget(self.tree, 1)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 0, 4, 2)
+        self.summary = QLabel("Open a folder or a CD (DICOMDIR).", body)
+        self.summary.setObjectName("study_summary")
+        bar.addWidget(self.summary, 1)
+        self.progress = QProgressBar(body)
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(120)
+        self.progress.hide()
+        bar.addWidget(self.progress)
+        self.cancel = QPushButton("Cancel", body)
+        self.cancel.setObjectName("study_cancel")
+        self.cancel.hide()
+        self.cancel.clicked.connect(lambda: emit(self.cancel_requested))
+        bar.addWidget(self.cancel)
+        layout.addLayout(bar)
+        self.setWidget(body)
+        self._nodes: dict[str, QTreeWidgetItem] = {}
+        self._count = 0
+
+    # -- filling ----------------------------------------------------------------------------
+    def clear(self, message: str = "") -> None:
+        self.tree.clear()
+        self._nodes = {}
+        self._count = 0
+        self.summary.setText(message)
+
+    def scan_started(self, root: str) -> None:
+        self.clear(f"Scanning {Path(root).name or root}…")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel.show()
+
+    def scan_progress(self, fraction: float) -> None:
+        self.progress.setValue(round(fraction * 1000))
+
+    def add_entries(self, entries: list[ImageEntry]) -> None:
+        """Append a batch (arrival order); the parents are made as needed."""
+        self.tree.setUpdatesEnabled(False)
+        try:
+            for e in entries:
+                self._add(e)
+        finally:
+            self.tree.setUpdatesEnabled(True)
+        self.summary.setText(f"{self._count} images so far…")
+
+    def set_entries(self, entries: list[ImageEntry], *, note: str = "") -> None:
+        """The whole index, in reading order (the end of a scan)."""
+        self.progress.hide()
+        self.cancel.hide()
+        self.tree.setUpdatesEnabled(False)
+        try:
+            self.tree.clear()
+            self._nodes = {}
+            self._count = 0
+            for e in sort_entries(entries):
+                self._add(e)
+            for patient in self._patients():
+                patient.setExpanded(True)
+        finally:
+            self.tree.setUpdatesEnabled(True)
+        patients = len(self._patients())
+        studies = sum(patient.childCount() for patient in self._patients())
+        text = (f"{patients} patient{'s' * (patients != 1)}, {studies} stud{'ies' if studies != 1 else 'y'}, "
+                f"{self._count} image{'s' * (self._count != 1)}")
+        self.summary.setText(f"{text} {note}".strip())
+
+    def scan_stopped(self, message: str) -> None:
+        self.progress.hide()
+        self.cancel.hide()
+        self.summary.setText(message)
+
+    def _node(self, key: str, parent: QTreeWidgetItem | None, text: str, level: str) -> QTreeWidgetItem:
+        node = self._nodes.get(key)
+        if node is None:
+            node = QTreeWidgetItem([text, ""])
+            node.setData(0, LEVEL_ROLE, level)
+            node.setData(0, PATHS_ROLE, [])
+            if parent is None:
+                self.tree.addTopLevelItem(node)
+            else:
+                parent.addChild(node)
+            self._nodes[key] = node
+        return node
+
+    def _add(self, e: ImageEntry) -> None:
+        patient = self._node(e.patient_key, None, e.patient_label, "patient")
+        study = self._node(e.study_key, patient, e.study_label, "study")
+        series = self._node(e.series_key, study, e.series_label, "series")
+        name = Path(e.path).name
+        text = " ".join(p for p in (name, e.view_position, e.laterality) if p)
+        item = QTreeWidgetItem([text, ""])
+        item.setToolTip(0, e.path)
+        item.setData(0, LEVEL_ROLE, "image")
+        item.setData(0, PATHS_ROLE, [e.path])
+        series.addChild(item)
+        for node in (patient, study, series):
+            paths = [*node.data(0, PATHS_ROLE), e.path]
+            node.setData(0, PATHS_ROLE, paths)
+            node.setText(1, str(len(paths)))
+        self._count += 1
+
+    # -- reading it back (tests, the controller) ---------------------------------------------
+    def structure(self) -> list[tuple[str, list[tuple[str, list[tuple[str, int]]]]]]:
+        """(patient, [(study, [(series, images)])]) as shown."""
+        return [(patient.text(0), [(study.text(0), [(series.text(0), series.childCount())
+                                                    for series in _children(study)])
+                                   for study in _children(patient)])
+                for patient in self._patients()]
+
+    def _patients(self) -> list[QTreeWidgetItem]:
+        items = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
+        return [item for item in items if item is not None]
+
+    def image_count(self) -> int:
+        return self._count
+
+    def _on_activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        paths = list(item.data(0, PATHS_ROLE) or [])
+        if not paths:
+            return
+        if item.data(0, LEVEL_ROLE) == "image":
+            emit(self.image_activated, paths[0])
+        else:
+            emit(self.series_activated, paths)
+
+
+def _children(item: QTreeWidgetItem) -> list[QTreeWidgetItem]:
+    return [child for child in (item.child(i) for i in range(item.childCount())) if child is not None]
