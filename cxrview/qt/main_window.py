@@ -10,6 +10,7 @@ folder never shows a stale image.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import time
 import traceback
@@ -40,6 +41,7 @@ from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
 from cxrview.qt.finetune.controller import FinetuneController
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
+from cxrview.qt.marks import MarksController
 from cxrview.qt.notify import ErrorBanner, Notifier
 from cxrview.qt.review import ReviewController
 from cxrview.qt.settings import AppSettings
@@ -95,6 +97,8 @@ class MainWindow(QMainWindow):
 
         # The parts, each with only the collaborators it uses.
         self.studies = StudyController(self.runner, self.notifier, parent=self)
+        self.marks = MarksController(self.canvas, self.notifier, author=getpass.getuser() or "reader",
+                                     dialog_parent=self, parent=self)
         self._waiting_scan: str | None = None  # a folder / CD whose images come from its scan
         self.ai = AIController(self.canvas, self.runner, self.settings, parent=self)
         self.findings_dock = self.ai.dock
@@ -131,7 +135,7 @@ class MainWindow(QMainWindow):
     # -- assembly -------------------------------------------------------------------------
     def _docks(self) -> list[QDockWidget]:
         return [self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
-                self.review.worklist, self.studies.dock]
+                self.review.worklist, self.studies.dock, self.marks.dock]
 
     def _place_docks(self) -> None:
         # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
@@ -144,11 +148,15 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.studies.dock)
         self.tabifyDockWidget(self.file_dock, self.studies.dock)
         self.file_dock.raise_()
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.marks.dock)
+        self.tabifyDockWidget(self.review.dock, self.marks.dock)
+        self.review.dock.raise_()
 
     def _menu_entries(self) -> list[tuple[str, QAction]]:
         """Every part's (menu section, action), plus View › Panels for every dock."""
         panels = [("view.panels", dock.toggleViewAction()) for dock in self._docks()]
         return [*self.actions_.entries(), *panels, *self.ai.actions.entries(), *self.review.actions.entries(),
+                *self.marks.actions.entries(),
                 *self.batch.actions.entries(), *self.finetune.actions.entries()]
 
     def _wire(self) -> None:
@@ -157,12 +165,13 @@ class MainWindow(QMainWindow):
         self.canvas.window_changed.connect(self._on_window_changed)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.canvas.inverted_changed.connect(self.actions_["invert"].setChecked)
-        self.canvas.measure_mode_changed.connect(self.actions_["measure"].setChecked)
+        self.canvas.reading_tool_changed.connect(self._on_reading_tool)
         self.canvas.hud_toggled.connect(self.actions_["toggle_hud"].setChecked)
         self.actions_["toggle_hud"].setChecked(self.canvas.is_hud_visible())
         self.canvas.image_painted.connect(self._on_first_paint)
         self.file_dock.current_changed.connect(self._on_row_changed)
         self.image_shown.connect(self.review.image_shown)
+        self.image_shown.connect(self.marks.image_shown)
         self.image_shown.connect(self._on_image_shown_ai)
         self.ai.prediction_ready.connect(self.review.record_prediction)
         self.ai.bundles_changed.connect(self._on_bundles_changed)
@@ -479,7 +488,10 @@ class MainWindow(QMainWindow):
         self.canvas.toggle_invert()
 
     def toggle_measure(self) -> None:
-        self.canvas.set_measure_mode(not self.canvas.is_measure_mode())
+        self.canvas.set_reading_tool(None if self.canvas.reading_tool() == "distance" else "distance")
+
+    def _on_reading_tool(self, kind: str | None) -> None:
+        self.actions_["measure"].setChecked(kind == "distance")
 
     def apply_preset_index(self, index: int) -> None:
         names = self.canvas.preset_names()
@@ -540,4 +552,5 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.runner.shutdown()
         self.review.close()
+        self.marks.close()
         super().closeEvent(event)
