@@ -49,6 +49,8 @@ from cxrview.qt.status import ViewerStatusBar
 from cxrview.qt.study import StudyController, is_dicomdir
 from cxrview.qt.theme import apply_theme, current_theme
 from cxrview.qt.viewer.canvas import ImageCanvas
+from cxrview.qt.viewer.viewports import ViewportGrid
+from cxrview.qt.viewports import ViewportController
 from cxrview.qt.window_actions import ViewerCommands, WindowActions
 from cxrview.qt.workers import TaskCancelled, TaskRunner
 
@@ -87,7 +89,8 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.banner)
-        layout.addWidget(self.canvas, 1)
+        self.viewport_grid = ViewportGrid(self.canvas, central)
+        layout.addWidget(self.viewport_grid, 1)
         self.setCentralWidget(central)
         self.file_dock = FileListDock(self)
         self.metadata_dock = MetadataDock(self)
@@ -99,6 +102,8 @@ class MainWindow(QMainWindow):
         self.studies = StudyController(self.runner, self.notifier, parent=self)
         self.marks = MarksController(self.canvas, self.notifier, author=getpass.getuser() or "reader",
                                      dialog_parent=self, parent=self)
+        self.viewports = ViewportController(self.viewport_grid, self.runner, self.studies, self.notifier,
+                                            current_path=self.shown_path, parent=self)
         self._waiting_scan: str | None = None  # a folder / CD whose images come from its scan
         self.ai = AIController(self.canvas, self.runner, self.settings, parent=self)
         self.findings_dock = self.ai.dock
@@ -156,7 +161,7 @@ class MainWindow(QMainWindow):
         """Every part's (menu section, action), plus View › Panels for every dock."""
         panels = [("view.panels", dock.toggleViewAction()) for dock in self._docks()]
         return [*self.actions_.entries(), *panels, *self.ai.actions.entries(), *self.review.actions.entries(),
-                *self.marks.actions.entries(),
+                *self.marks.actions.entries(), *self.viewports.actions.entries(),
                 *self.batch.actions.entries(), *self.finetune.actions.entries()]
 
     def _wire(self) -> None:

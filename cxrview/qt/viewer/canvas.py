@@ -443,6 +443,23 @@ class ImageCanvas(QGraphicsView):
         self._fit_mode = True
         emit(self.zoom_changed, self.zoom_factor())
 
+    def fit_zoom(self) -> float:
+        """The zoom :meth:`fit` would give (device pixels per image pixel)."""
+        if self._img is None:
+            return 1.0
+        vp = self.viewport().rect()
+        width, height = self._shown_size()
+        scale = min(max(vp.width() - 16, 1) / width, max(vp.height() - 16, 1) / height)
+        return max(scale, MIN_ZOOM / self.devicePixelRatioF()) * self.devicePixelRatioF()
+
+    def center_on(self, image_pt: tuple[float, float]) -> None:
+        """Pan so that this image point is at the viewport's centre (zoom unchanged)."""
+        if self._img is None:
+            return
+        self._fit_mode = False
+        scene = self._image_item.mapToScene(QPointF(*image_pt))
+        self._scroll_scene_point_to(scene, QPointF(self.viewport().rect().center()))
+
     def one_to_one(self) -> None:
         """One image pixel per physical screen pixel, centred on the viewport centre."""
         self.set_zoom(1.0)
