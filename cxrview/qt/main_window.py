@@ -39,6 +39,7 @@ from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog, apply_saved_shortcuts
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
+from cxrview.qt.export_view import ExportController
 from cxrview.qt.finetune.controller import FinetuneController
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
 from cxrview.qt.marks import MarksController
@@ -104,6 +105,8 @@ class MainWindow(QMainWindow):
                                      dialog_parent=self, parent=self)
         self.viewports = ViewportController(self.viewport_grid, self.runner, self.studies, self.notifier,
                                             current_path=self.shown_path, parent=self)
+        self.exports = ExportController(self.canvas, self.viewport_grid.visible_canvases, self.notifier,
+                                        shown=lambda: self.ai.shown, dialog_parent=self, parent=self)
         self._waiting_scan: str | None = None  # a folder / CD whose images come from its scan
         self.ai = AIController(self.canvas, self.runner, self.settings, parent=self)
         self.findings_dock = self.ai.dock
@@ -162,6 +165,7 @@ class MainWindow(QMainWindow):
         panels = [("view.panels", dock.toggleViewAction()) for dock in self._docks()]
         return [*self.actions_.entries(), *panels, *self.ai.actions.entries(), *self.review.actions.entries(),
                 *self.marks.actions.entries(), *self.viewports.actions.entries(),
+                *self.exports.actions.entries(),
                 *self.batch.actions.entries(), *self.finetune.actions.entries()]
 
     def _wire(self) -> None:

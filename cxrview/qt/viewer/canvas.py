@@ -509,6 +509,10 @@ class ImageCanvas(QGraphicsView):
     def flip(self, *, horizontal: bool) -> None:
         self.set_view_transform(self._view_transform.flipped(horizontal=horizontal))
 
+    def item_transform(self) -> QTransform:
+        """Image pixels → the picture as turned and flipped on screen (before zoom and pan)."""
+        return self._image_item.transform()
+
     def _set_item_transform(self, transform: ViewTransform) -> None:
         """The image item's transform: flips in image axes, then clockwise quarter turns,
         each followed by a shift that keeps the picture's top-left at the scene origin."""
