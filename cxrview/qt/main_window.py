@@ -192,6 +192,7 @@ class MainWindow(QMainWindow):
         self.batch.finished.connect(self._on_batch_finished)
         self.finetune.model_activated.connect(self.ai.use_classifier)
         self.studies.scanned.connect(self._on_scanned)
+        self.review.related = self.studies.films_in_time_order
         self.studies.dock.image_activated.connect(self.show_path)
         self.studies.dock.series_activated.connect(self.show_list)
 

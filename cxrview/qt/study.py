@@ -96,6 +96,10 @@ class StudyController(QObject):
         current = self.entry(path)
         return find_pa_lateral(self.entries, current) if current is not None else None
 
+    def films_in_time_order(self, path: str) -> list[str]:
+        """The same patient's films (by PatientID), oldest first: what [ and ] step through."""
+        return [e.path for e in reversed(self.same_patient_of(path))]
+
     def same_patient_of(self, path: str) -> list[ImageEntry]:
         current = self.entry(path)
         return same_patient(self.entries, current) if current is not None else []

@@ -89,3 +89,20 @@ def test_scan_is_latest_wins_and_cancellable(qtbot, tmp_path: Path) -> None:
     studies.dock.cancel.click()
     qtbot.waitUntil(handle.is_done, timeout=LOAD_TIMEOUT)
     assert runner.shutdown()
+
+
+def test_brackets_step_through_the_patients_films_by_patient_id(qtbot, window, tmp_path: Path) -> None:
+    """[ and ] follow DICOM PatientID (oldest → newest), whatever the folders or names say."""
+    write_tree(tmp_path / "films")
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.open_paths([str(tmp_path / "films")])
+    oldest = next(e for e in window.studies.entries if e.study_date == "20220505")
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.show_path(oldest.path)
+    dates = []
+    for _ in range(3):
+        with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT) as shown:
+            window.review.actions["next_follow_up"].trigger()
+        dates.append(window.studies.entry(shown.args[0]).study_date)
+    assert dates[0] == "20230110" and dates[1:] == ["20240301", "20240301"]
+    assert all(window.studies.entry(p).patient_key == "id:A1" for p in [window.shown_path()])

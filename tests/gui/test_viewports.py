@@ -80,3 +80,10 @@ def test_layouts_2x2(qtbot, window, opened) -> None:
     with qtbot.waitSignal(window.viewports.side_loaded, timeout=LOAD_TIMEOUT):
         window.viewports.load_into(grid.sides[2], window.studies.entries[0].path)
     assert grid.sides[2].image() is not None
+
+
+def test_side_by_side_viewports_share_the_width(qtbot, window, opened) -> None:
+    with qtbot.waitSignal(window.viewports.side_loaded, timeout=LOAD_TIMEOUT):
+        window.viewports.compare_with_prior()
+    left, right = window.viewport_grid.visible_canvases()
+    qtbot.waitUntil(lambda: abs(left.width() - right.width()) <= 2, timeout=3000)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -31,6 +32,7 @@ from cxrview.qt.compat import emit
 PATHS_ROLE = Qt.ItemDataRole.UserRole  # the image paths under a node, in order
 LEVEL_ROLE = Qt.ItemDataRole.UserRole + 1  # "patient", "study", "series" or "image"
 PATHS_MIME = "application/x-cxrview-paths"  # one path per line (the canvas' drop format)
+EXPAND_ALL_UP_TO = 300  # images: a CD's tree opens fully; a big archive shows its patients
 
 
 class _Tree(QTreeWidget):
@@ -64,6 +66,10 @@ class StudyBrowserDock(QDockWidget):
         self.tree.setDragEnabled(True)
         self.tree.setUniformRowHeights(True)
         self.tree.itemActivated.connect(self._on_activated)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.tree, 1)
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 2)
@@ -122,8 +128,11 @@ class StudyBrowserDock(QDockWidget):
             self._count = 0
             for e in sort_entries(entries):
                 self._add(e)
-            for patient in self._patients():
-                patient.setExpanded(True)
+            if self._count <= EXPAND_ALL_UP_TO:
+                self.tree.expandAll()
+            else:
+                for patient in self._patients():
+                    patient.setExpanded(True)
         finally:
             self.tree.setUpdatesEnabled(True)
         patients = len(self._patients())

@@ -101,7 +101,10 @@ class ViewportGrid(QWidget):
         for canvas in self.canvases_all():
             self._grid.removeWidget(canvas)
         shown = self.visible_canvases()
-        _rows, cols = LAYOUTS[self._layout]
+        rows, cols = LAYOUTS[self._layout]
+        for i in range(2):  # equal shares: a prior as large as the current film
+            self._grid.setColumnStretch(i, 1 if i < cols else 0)
+            self._grid.setRowStretch(i, 1 if i < rows else 0)
         for i, canvas in enumerate(shown):
             self._grid.addWidget(canvas, i // cols, i % cols)
             canvas.show()
