@@ -282,6 +282,14 @@ def sort_entries(entries: Iterable[ImageEntry]) -> list[ImageEntry]:
     return sorted(items, key=key)
 
 
+def level_keys(e: ImageEntry) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """Sort keys of the entry's patient, study, series and image among their siblings — the
+    order of :func:`sort_entries`, so a browser can insert each entry in place as it arrives."""
+    return ((e.patient_label.lower(), e.patient_key), (_descending(e.order), e.study_key),
+            (e.series_number if e.series_number is not None else 1 << 30, e.series_key),
+            (e.instance_number if e.instance_number is not None else 1 << 30, _natural(e.path)))
+
+
 def _descending(order: str) -> tuple[int, ...]:
     return (*(-ord(ch) for ch in order), 0) if order else (1,)
 

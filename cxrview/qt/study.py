@@ -26,7 +26,7 @@ def scan_task(state: TaskState, root: str) -> list[ImageEntry]:
     """Task body: the index of ``root``, in batches as it goes."""
     return scan(root, cancelled=lambda: state.cancelled,
                 progress=lambda done, total: state.set_progress(done / max(total, 1)),
-                batch=state.publish)
+                batch=state.publish, batch_size=100)
 
 
 def is_dicomdir(path: str | os.PathLike[str]) -> bool:

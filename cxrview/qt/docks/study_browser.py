@@ -8,8 +8,10 @@ responsive); when it ends the tree is rebuilt once in reading order (newest stud
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtWidgets import (
@@ -26,10 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrview.core.study import ImageEntry, sort_entries
+from cxrview.core.study import ImageEntry, level_keys
 from cxrview.qt.compat import emit
 
-PATHS_ROLE = Qt.ItemDataRole.UserRole  # the image paths under a node, in order
+KEY_ROLE = Qt.ItemDataRole.UserRole  # the node's key; an image's is IMAGE_PREFIX + its path
+IMAGE_PREFIX = "image:"
 LEVEL_ROLE = Qt.ItemDataRole.UserRole + 1  # "patient", "study", "series" or "image"
 PATHS_MIME = "application/x-cxrview-paths"  # one path per line (the canvas' drop format)
 EXPAND_ALL_UP_TO = 300  # images: a CD's tree opens fully; a big archive shows its patients
@@ -40,7 +43,10 @@ class _Tree(QTreeWidget):
 
     def mimeData(self, items: Sequence[QTreeWidgetItem]) -> QMimeData:  # Qt override
         mime = QMimeData()
-        paths = [p for item in items for p in item.data(0, PATHS_ROLE) or []]
+        browser = self.parent()
+        while browser is not None and not isinstance(browser, StudyBrowserDock):
+            browser = browser.parent()
+        paths = [p for item in items for p in (browser.paths_of(item) if browser is not None else [])]
         mime.setData(PATHS_MIME, "\n".join(paths).encode("utf-8"))
         return mime
 
@@ -88,13 +94,17 @@ class StudyBrowserDock(QDockWidget):
         bar.addWidget(self.cancel)
         layout.addLayout(bar)
         self.setWidget(body)
-        self._nodes: dict[str, QTreeWidgetItem] = {}
-        self._count = 0
+        self.clear("Open a folder or a CD (DICOMDIR).")
 
     # -- filling ----------------------------------------------------------------------------
+    # Each entry goes straight to its place (bisect on the siblings' sort keys): the tree is in
+    # reading order while it grows, and the end of a scan rebuilds nothing. Counts live in a
+    # dict (item data is copied by Qt on every read and write); paths are read off the tree.
     def clear(self, message: str = "") -> None:
         self.tree.clear()
-        self._nodes = {}
+        self._nodes: dict[str, QTreeWidgetItem] = {}
+        self._counts: dict[str, int] = {}
+        self._child_keys: dict[str, list[Any]] = {}
         self._count = 0
         self.summary.setText(message)
 
@@ -108,33 +118,31 @@ class StudyBrowserDock(QDockWidget):
         self.progress.setValue(round(fraction * 1000))
 
     def add_entries(self, entries: list[ImageEntry]) -> None:
-        """Append a batch (arrival order); the parents are made as needed."""
+        """Add a batch, each entry at its place in reading order."""
+        touched: set[str] = set()
         self.tree.setUpdatesEnabled(False)
         try:
             for e in entries:
-                self._add(e)
+                touched.update(self._add(e))
+            for key in touched:
+                self._nodes[key].setText(1, str(self._counts[key]))
         finally:
             self.tree.setUpdatesEnabled(True)
         self.summary.setText(f"{self._count} images so far…")
 
     def set_entries(self, entries: list[ImageEntry], *, note: str = "") -> None:
-        """The whole index, in reading order (the end of a scan)."""
+        """The end of a scan: ``entries`` is the whole index (added again only if the batches
+        did not already bring exactly these)."""
         self.progress.hide()
         self.cancel.hide()
-        self.tree.setUpdatesEnabled(False)
-        try:
-            self.tree.clear()
-            self._nodes = {}
-            self._count = 0
-            for e in sort_entries(entries):
-                self._add(e)
-            if self._count <= EXPAND_ALL_UP_TO:
-                self.tree.expandAll()
-            else:
-                for patient in self._patients():
-                    patient.setExpanded(True)
-        finally:
-            self.tree.setUpdatesEnabled(True)
+        if self._count != len(entries):
+            self.clear()
+            self.add_entries(entries)
+        if self._count <= EXPAND_ALL_UP_TO:
+            self.tree.expandAll()
+        else:
+            for patient in self._patients():
+                patient.setExpanded(True)
         patients = len(self._patients())
         studies = sum(patient.childCount() for patient in self._patients())
         text = (f"{patients} patient{'s' * (patients != 1)}, {studies} stud{'ies' if studies != 1 else 'y'}, "
@@ -146,35 +154,51 @@ class StudyBrowserDock(QDockWidget):
         self.cancel.hide()
         self.summary.setText(message)
 
-    def _node(self, key: str, parent: QTreeWidgetItem | None, text: str, level: str) -> QTreeWidgetItem:
+    def _insert(self, parent_key: str, parent: QTreeWidgetItem | None, sort_key: Any,
+                item: QTreeWidgetItem) -> None:
+        keys = self._child_keys.setdefault(parent_key, [])
+        index = bisect.bisect_right(keys, sort_key)
+        keys.insert(index, sort_key)
+        if parent is None:
+            self.tree.insertTopLevelItem(index, item)
+        else:
+            parent.insertChild(index, item)
+
+    def _node(self, key: str, parent_key: str, parent: QTreeWidgetItem | None, sort_key: Any, text: str,
+              level: str) -> QTreeWidgetItem:
         node = self._nodes.get(key)
         if node is None:
             node = QTreeWidgetItem([text, ""])
             node.setData(0, LEVEL_ROLE, level)
-            node.setData(0, PATHS_ROLE, [])
-            if parent is None:
-                self.tree.addTopLevelItem(node)
-            else:
-                parent.addChild(node)
+            node.setData(0, KEY_ROLE, key)
+            self._insert(parent_key, parent, sort_key, node)
             self._nodes[key] = node
+            self._counts[key] = 0
         return node
 
-    def _add(self, e: ImageEntry) -> None:
-        patient = self._node(e.patient_key, None, e.patient_label, "patient")
-        study = self._node(e.study_key, patient, e.study_label, "study")
-        series = self._node(e.series_key, study, e.series_label, "series")
+    def _add(self, e: ImageEntry) -> tuple[str, str, str]:
+        p_key, s_key, se_key, i_key = level_keys(e)
+        patient = self._node(e.patient_key, "", None, p_key, e.patient_label, "patient")
+        study = self._node(e.study_key, e.patient_key, patient, s_key, e.study_label, "study")
+        series = self._node(e.series_key, e.study_key, study, se_key, e.series_label, "series")
         name = Path(e.path).name
         text = " ".join(p for p in (name, e.view_position, e.laterality) if p)
         item = QTreeWidgetItem([text, ""])
         item.setToolTip(0, e.path)
         item.setData(0, LEVEL_ROLE, "image")
-        item.setData(0, PATHS_ROLE, [e.path])
-        series.addChild(item)
-        for node in (patient, study, series):
-            paths = [*node.data(0, PATHS_ROLE), e.path]
-            node.setData(0, PATHS_ROLE, paths)
-            node.setText(1, str(len(paths)))
+        item.setData(0, KEY_ROLE, IMAGE_PREFIX + e.path)
+        self._insert(e.series_key, series, i_key, item)
+        for key in (e.patient_key, e.study_key, e.series_key):
+            self._counts[key] += 1
         self._count += 1
+        return e.patient_key, e.study_key, e.series_key
+
+    def paths_of(self, item: QTreeWidgetItem) -> list[str]:
+        """The images under a node (itself for an image), in reading order."""
+        key = str(item.data(0, KEY_ROLE) or "")
+        if key.startswith(IMAGE_PREFIX):
+            return [key.removeprefix(IMAGE_PREFIX)]
+        return [p for child in _children(item) for p in self.paths_of(child)]
 
     # -- reading it back (tests, the controller) ---------------------------------------------
     def structure(self) -> list[tuple[str, list[tuple[str, list[tuple[str, int]]]]]]:
@@ -192,7 +216,7 @@ class StudyBrowserDock(QDockWidget):
         return self._count
 
     def _on_activated(self, item: QTreeWidgetItem, _column: int) -> None:
-        paths = list(item.data(0, PATHS_ROLE) or [])
+        paths = self.paths_of(item)
         if not paths:
             return
         if item.data(0, LEVEL_ROLE) == "image":
