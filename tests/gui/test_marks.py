@@ -83,7 +83,16 @@ def test_every_tool_is_stored_listed_and_survives_paging_and_restart(qtbot, wind
     page(qtbot, window, -1)
     assert [m.kind for m in c.measurements()] == kinds  # back: all there
     window.close()
-    # A restart: a fresh store at the same per-user place reads them back; nothing beside the images.
+    # A restart: a new window (a new store connection at the same per-user place) shows them again.
+    from cxrview.qt.main_window import MainWindow
+
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.show()
+    open_and_wait(qtbot, again, [str(films / "a.dcm")])
+    assert [m.kind for m in again.canvas.measurements()] == kinds
+    assert again.marks.dock.rows()[0] == ("Distance", "50.0 mm")
+    again.close()
     store = AnnotationStore(tmp_path / "marks" / "annotations.sqlite")
     assert store.count() == 7
     store.close()
