@@ -87,3 +87,20 @@ def test_side_by_side_viewports_share_the_width(qtbot, window, opened) -> None:
         window.viewports.compare_with_prior()
     left, right = window.viewport_grid.visible_canvases()
     qtbot.waitUntil(lambda: abs(left.width() - right.width()) <= 2, timeout=3000)
+
+
+def test_a_series_dragged_from_the_browser_opens_in_a_side_viewport(qtbot, window, opened) -> None:
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QDropEvent
+
+    window.viewports.actions["layout_1x2"].trigger()
+    dock = window.studies.dock
+    series = dock.tree.topLevelItem(0).child(0).child(1)  # A1 2024, the lateral
+    mime = dock.tree.mimeData([series])
+    side = window.viewport_grid.sides[0]
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.viewports.side_loaded, timeout=LOAD_TIMEOUT) as loaded:
+        side.dropEvent(event)
+    assert loaded.args[0] is side and Path(loaded.args[1]).name == "A1_20240301_2_1.dcm"
+    assert side.image() is not None and side.path == loaded.args[1]
