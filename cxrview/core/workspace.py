@@ -224,8 +224,10 @@ class FindingState:
     current: str | None
 
 
-def default_workspace_path(images_dir: str | os.PathLike[str]) -> Path:
+def default_workspace_path(images_dir: str | os.PathLike[str], *, beside_images: bool = True) -> Path:
     """Next to the images when that folder is writable, else in the user data directory.
+
+    ``beside_images=False``: always in the user data directory (what merely viewing a folder uses).
 
     ``$CXRVIEW_WORKSPACE_DIR`` puts every workspace in that folder instead (tests,
     portable installs): nothing is then written next to the images.
@@ -239,7 +241,7 @@ def default_workspace_path(images_dir: str | os.PathLike[str]) -> Path:
         return Path(override) / tag
     # os.access says yes to root even in a folder marked read-only (a shared data set): honour
     # the permission bits too, so viewing such a folder never writes into it.
-    if os.access(folder, os.W_OK) and folder.stat().st_mode & 0o222:
+    if beside_images and os.access(folder, os.W_OK) and folder.stat().st_mode & 0o222:
         return folder / DB_NAME
     from platformdirs import user_data_dir
 

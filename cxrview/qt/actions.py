@@ -112,10 +112,11 @@ MENU_LAYOUT: tuple[Menu, ...] = (
     Menu("edit", "&Edit", ("edit.history",)),
     Menu("view", "&View", (
         "view.navigate", SEPARATOR, "view.zoom", SEPARATOR, "view.invert",
-        Menu("presets", "&Presets", ("view.presets",)), "view.reset", SEPARATOR,
-        Menu("panels", "&Panels", ("view.panels",)), Menu("theme", "&Theme", ("view.theme",)),
+        Menu("presets", "&Presets", ("view.presets",)), "view.reset", SEPARATOR, "view.orient", SEPARATOR,
+        "view.layout", SEPARATOR, Menu("panels", "&Panels", ("view.panels",)),
+        Menu("theme", "&Theme", ("view.theme",)),
         Menu("overlays", "&Overlays", ("view.overlays",)))),
-    Menu("tools", "&Tools", ("tools",)),
+    Menu("tools", "&Tools", ("tools", SEPARATOR, "tools.marks", SEPARATOR, "tools.export")),
     Menu("review", "&Review", (
         "review.step", SEPARATOR, Menu("toggle_finding", "&Toggle Finding", ("review.toggle",)),
         "review.uncertain", SEPARATOR, "review.boxes",

@@ -10,6 +10,7 @@ folder never shows a stale image.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import time
 import traceback
@@ -36,15 +37,20 @@ from cxrview.qt.compat import emit
 from cxrview.qt.dialogs import ShortcutsDialog, apply_saved_shortcuts
 from cxrview.qt.docks.file_list import FileListDock
 from cxrview.qt.docks.metadata import MetadataDock
+from cxrview.qt.export_view import ExportController
 from cxrview.qt.finetune.controller import FinetuneController
 from cxrview.qt.identity import AboutDialog, app_icon
 from cxrview.qt.loading import ImageCache, LoadedImage, load_task
+from cxrview.qt.marks import MarksController
 from cxrview.qt.notify import ErrorBanner, Notifier
 from cxrview.qt.review import ReviewController
 from cxrview.qt.settings import AppSettings
 from cxrview.qt.status import ViewerStatusBar
+from cxrview.qt.study import StudyController, is_dicomdir
 from cxrview.qt.theme import apply_theme, current_theme
 from cxrview.qt.viewer.canvas import ImageCanvas
+from cxrview.qt.viewer.viewports import ViewportGrid
+from cxrview.qt.viewports import ViewportController
 from cxrview.qt.window_actions import ViewerCommands, WindowActions
 from cxrview.qt.workers import TaskCancelled, TaskRunner
 
@@ -84,7 +90,8 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.banner)
-        layout.addWidget(self.canvas, 1)
+        self.viewport_grid = ViewportGrid(self.canvas, central)
+        layout.addWidget(self.viewport_grid, 1)
         self.setCentralWidget(central)
         self.file_dock = FileListDock(self)
         self.metadata_dock = MetadataDock(self)
@@ -93,6 +100,14 @@ class MainWindow(QMainWindow):
         self.notifier = Notifier(self.banner, self.status)
 
         # The parts, each with only the collaborators it uses.
+        self.studies = StudyController(self.runner, self.notifier, parent=self)
+        self.marks = MarksController(self.canvas, self.notifier, author=getpass.getuser() or "reader",
+                                     dialog_parent=self, parent=self)
+        self.viewports = ViewportController(self.viewport_grid, self.runner, self.studies, self.notifier,
+                                            current_path=self.shown_path, parent=self)
+        self.exports = ExportController(self.canvas, self.viewport_grid.visible_canvases, self.notifier,
+                                        shown=lambda: self.ai.shown, dialog_parent=self, parent=self)
+        self._waiting_scan: str | None = None  # a folder / CD whose images come from its scan
         self.ai = AIController(self.canvas, self.runner, self.settings, parent=self)
         self.findings_dock = self.ai.dock
         self.review = ReviewController(self.canvas, self.file_dock, self.settings, self.notifier,
@@ -107,7 +122,10 @@ class MainWindow(QMainWindow):
             open_file=self.open_file_dialog, open_folder=self.open_folder_dialog, quit=self.close,
             next_image=self.next_image, previous_image=self.previous_image, fit=self.canvas.fit,
             one_to_one=self.canvas.one_to_one, zoom_in=self.zoom_in, zoom_out=self.zoom_out,
-            toggle_invert=self.toggle_invert, reset_view=self.canvas.reset_view,
+            toggle_invert=self.toggle_invert, reset_window=self.canvas.reset_window,
+            reset_zoom=self.canvas.escape,
+            rotate=self.canvas.rotate_view, flip=lambda horizontal: self.canvas.flip(horizontal=horizontal),
+            toggle_hud=self.canvas.toggle_hud,
             toggle_measure=self.toggle_measure, delete_selection=self.delete_selection,
             clear_measurements=self.canvas.clear_measurements, show_shortcuts=self.show_shortcuts,
             show_about=self.show_about, apply_preset=self.apply_preset_index, set_theme=self.set_theme,
@@ -125,7 +143,7 @@ class MainWindow(QMainWindow):
     # -- assembly -------------------------------------------------------------------------
     def _docks(self) -> list[QDockWidget]:
         return [self.file_dock, self.metadata_dock, self.findings_dock, self.review.dock,
-                self.review.worklist]
+                self.review.worklist, self.studies.dock, self.marks.dock]
 
     def _place_docks(self) -> None:
         # Right: Findings (tabbed with Metadata) above Review; left: Files above Worklist.
@@ -135,11 +153,19 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.metadata_dock, self.findings_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review.dock)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.review.worklist)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.studies.dock)
+        self.tabifyDockWidget(self.file_dock, self.studies.dock)
+        self.file_dock.raise_()
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.marks.dock)
+        self.tabifyDockWidget(self.review.dock, self.marks.dock)
+        self.review.dock.raise_()
 
     def _menu_entries(self) -> list[tuple[str, QAction]]:
         """Every part's (menu section, action), plus View › Panels for every dock."""
         panels = [("view.panels", dock.toggleViewAction()) for dock in self._docks()]
         return [*self.actions_.entries(), *panels, *self.ai.actions.entries(), *self.review.actions.entries(),
+                *self.marks.actions.entries(), *self.viewports.actions.entries(),
+                *self.exports.actions.entries(),
                 *self.batch.actions.entries(), *self.finetune.actions.entries()]
 
     def _wire(self) -> None:
@@ -148,10 +174,13 @@ class MainWindow(QMainWindow):
         self.canvas.window_changed.connect(self._on_window_changed)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.canvas.inverted_changed.connect(self.actions_["invert"].setChecked)
-        self.canvas.measure_mode_changed.connect(self.actions_["measure"].setChecked)
+        self.canvas.reading_tool_changed.connect(self._on_reading_tool)
+        self.canvas.hud_toggled.connect(self.actions_["toggle_hud"].setChecked)
+        self.actions_["toggle_hud"].setChecked(self.canvas.is_hud_visible())
         self.canvas.image_painted.connect(self._on_first_paint)
         self.file_dock.current_changed.connect(self._on_row_changed)
         self.image_shown.connect(self.review.image_shown)
+        self.image_shown.connect(self.marks.image_shown)
         self.image_shown.connect(self._on_image_shown_ai)
         self.ai.prediction_ready.connect(self.review.record_prediction)
         self.ai.bundles_changed.connect(self._on_bundles_changed)
@@ -162,6 +191,10 @@ class MainWindow(QMainWindow):
         self.review.dirty_changed.connect(self._update_title)
         self.batch.finished.connect(self._on_batch_finished)
         self.finetune.model_activated.connect(self.ai.use_classifier)
+        self.studies.scanned.connect(self._on_scanned)
+        self.review.related = self.studies.films_in_time_order
+        self.studies.dock.image_activated.connect(self.show_path)
+        self.studies.dock.series_activated.connect(self.show_list)
 
     def _on_bundles_changed(self, classifier: str, _segmenter: str | None) -> None:
         self.review.set_classifier(classifier)
@@ -244,12 +277,17 @@ class MainWindow(QMainWindow):
             if not paths:
                 return self.file_dock.count()
         files: list[str] = []
+        scan_root: str | None = None
         for raw in paths:
             p = Path(raw)
             try:
-                if p.is_dir():
-                    files.extend(str(f) for f in find_images(p))
-                    self.settings.set_last_folder(str(p))
+                if p.is_dir() or is_dicomdir(p):
+                    # The study browser indexes the tree (sub-folders, DICOMDIR); the file list
+                    # gets the folder's own images at once, else the scan's when it ends.
+                    scan_root = str(p)
+                    if p.is_dir():  # a CD's DICOMDIR is an index, not an image
+                        files.extend(str(f) for f in find_images(p) if not is_dicomdir(f))
+                    self.settings.set_last_folder(str(p if p.is_dir() else p.parent))
                 else:
                     files.append(str(p))
                     self.settings.set_last_folder(str(p.parent))
@@ -257,8 +295,14 @@ class MainWindow(QMainWindow):
                 self.show_error(f"{raw}: cannot list folder ({exc})")
                 continue
             self.actions_.set_recent(self.settings.add_recent(str(p)))
+        self._waiting_scan = None
+        if scan_root is not None:
+            self.studies.scan(scan_root)
         if not files:
-            if paths:
+            if scan_root is not None:
+                self._waiting_scan = scan_root
+                self.status.showMessage(f"Searching {scan_root} (sub-folders, DICOMDIR)…")
+            elif paths:
                 self.show_error(f"No images found in {', '.join(paths)}")
             return 0
         self.cache.clear()
@@ -268,6 +312,27 @@ class MainWindow(QMainWindow):
         self.file_dock.set_files(files)
         self.file_dock.set_current_row(0)
         return len(files)
+
+    def _on_scanned(self, root: str, paths: list[str]) -> None:
+        """A scan ended: the folder / CD that had no images of its own lists the tree's."""
+        if root != self._waiting_scan:
+            return
+        self._waiting_scan = None
+        if not paths:
+            self.show_error(f"No images found in {root} (sub-folders and DICOMDIR searched)")
+            return
+        self.show_list(paths)
+
+    def show_list(self, paths: list[str]) -> None:
+        """Page through these images (a study or series picked in the browser)."""
+        if not paths:
+            return
+        self.cache.clear()
+        self.banner.hide()
+        self.batch.cancel()
+        self.review.attach_files(paths)
+        self.file_dock.set_files(paths)
+        self.file_dock.set_current_row(0)
 
     def show_worklist(self, paths: list[str]) -> None:
         """Put a workspace worklist into the file list (paging follows it); keep the shown image."""
@@ -433,7 +498,10 @@ class MainWindow(QMainWindow):
         self.canvas.toggle_invert()
 
     def toggle_measure(self) -> None:
-        self.canvas.set_measure_mode(not self.canvas.is_measure_mode())
+        self.canvas.set_reading_tool(None if self.canvas.reading_tool() == "distance" else "distance")
+
+    def _on_reading_tool(self, kind: str | None) -> None:
+        self.actions_["measure"].setChecked(kind == "distance")
 
     def apply_preset_index(self, index: int) -> None:
         names = self.canvas.preset_names()
@@ -498,4 +566,5 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.runner.shutdown()
         self.review.close()
+        self.marks.close()
         super().closeEvent(event)

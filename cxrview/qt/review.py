@@ -84,8 +84,14 @@ def _model_thresholds(classifier: str) -> dict[str, float]:
 
 
 def _workspace_for(paths: list[str]) -> Path:
-    """The default workspace of the folder holding these images."""
-    return default_workspace_path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+    """The workspace of the folder holding these images: one made there on purpose (an import, a
+    workspace the reader created) if it exists, else one in the user data directory. Viewing a
+    folder never writes into it (issue 15): no ``cxrview.workspace.sqlite``, ``-wal`` or ``-shm``."""
+    folder = os.path.commonpath([str(Path(p).resolve().parent) for p in paths])
+    beside = default_workspace_path(folder)
+    if beside.is_file():
+        return beside
+    return default_workspace_path(folder, beside_images=False)
 
 
 class ReviewController(QObject):
@@ -107,6 +113,9 @@ class ReviewController(QObject):
         self.model_output = model_output
         self.dialog_parent = dialog_parent
         self.author = getpass.getuser() or "reviewer"
+        #: path → the same patient's films in time order (the study index), or None
+        self.related: Callable[[str], list[str]] | None = None
+        self._shown: str | None = None
         self.ws: Workspace | None = None
         self.stack: UndoStack | None = None
         self.record: ImageRecord | None = None
@@ -262,6 +271,7 @@ class ReviewController(QObject):
 
     # -- the shown image ------------------------------------------------------------------
     def image_shown(self, path: str) -> None:
+        self._shown = path
         self.record = None
         if self.ws is not None:
             self.record = self.ws.image_by_file(path)
@@ -411,6 +421,15 @@ class ReviewController(QObject):
         self.notifier.status("Every image in this list has been reviewed.")
 
     def step_follow_up(self, delta: int) -> None:
+        """The patient's previous / next film: by DICOM PatientID from the study index when it
+        knows the shown image (``related``), else by the workspace's (NIH) patient."""
+        if self.related is not None and self._shown is not None:
+            films = self.related(self._shown)
+            if self._shown in films:
+                i = films.index(self._shown) + delta
+                if 0 <= i < len(films):
+                    emit(self.show_requested, films[i])
+                return
         if self.ws is None or self.record is None:
             return
         series = [r for r in self.ws.same_patient(self.record.id) if r.present]

@@ -34,7 +34,11 @@ class ViewerCommands:
     zoom_in: Callable[[], object]
     zoom_out: Callable[[], object]
     toggle_invert: Callable[[], object]
-    reset_view: Callable[[], object]
+    reset_window: Callable[[], object]
+    reset_zoom: Callable[[], object]
+    rotate: Callable[[int], object]  # degrees clockwise
+    flip: Callable[[bool], object]  # horizontal?
+    toggle_hud: Callable[[], object]
     toggle_measure: Callable[[], object]
     delete_selection: Callable[[], object]
     clear_measurements: Callable[[], object]
@@ -58,8 +62,18 @@ def viewer_specs(c: ViewerCommands) -> list[ActionSpec]:
         ActionSpec("zoom_in", "Zoom &In", "view.zoom", c.zoom_in, keys=("Ctrl++", "+", "=")),
         ActionSpec("zoom_out", "Zoom &Out", "view.zoom", c.zoom_out, keys=("Ctrl+-", "-")),
         ActionSpec("invert", "&Invert", "view.invert", c.toggle_invert, keys=("I",), checkable=True),
-        ActionSpec("reset", "&Reset View", "view.reset", c.reset_view, keys=("R", "Esc"),
-                   tip="Default window, no inversion, fit, leave Measure mode"),
+        ActionSpec("reset", "&Reset Window", "view.reset", c.reset_window, keys=("R",),
+                   tip="The file's default window, no inversion (zoom, rotation and marks stay)"),
+        ActionSpec("reset_zoom", "Reset &Zoom", "view.reset", c.reset_zoom, keys=("Esc",),
+                   tip="Drop a half-drawn mark, else fit the image; the window is kept"),
+        ActionSpec("rotate_cw", "Rotate 90° &Clockwise", "view.orient", partial(c.rotate, 90),
+                   keys=("Ctrl+R",)),
+        ActionSpec("rotate_ccw", "Rotate 90° Counter-clockwise", "view.orient", partial(c.rotate, -90),
+                   keys=("Ctrl+Shift+R",)),
+        ActionSpec("flip_h", "Flip &Horizontally", "view.orient", partial(c.flip, True), keys=("H",)),
+        ActionSpec("flip_v", "Flip &Vertically", "view.orient", partial(c.flip, False), keys=("V",)),
+        ActionSpec("toggle_hud", "Corner &Text", "view.orient", c.toggle_hud, keys=("C",), checkable=True,
+                   tip="Show or hide the patient / study / window text in the corners"),
         ActionSpec("measure", "&Measure Distance", "tools", c.toggle_measure, keys=("M",), checkable=True),
         ActionSpec("delete_measurement", "&Delete Selected", "tools", c.delete_selection,
                    keys=("Del", "Backspace"),

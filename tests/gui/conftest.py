@@ -42,6 +42,7 @@ def isolated_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     folder = tmp_path / "workspaces"
     monkeypatch.setenv("CXRVIEW_WORKSPACE_DIR", str(folder))
     monkeypatch.setenv("CXRVIEW_REGISTRY_DIR", str(tmp_path / "registry"))  # never the user's models
+    monkeypatch.setenv("CXRVIEW_ANNOTATIONS_DIR", str(tmp_path / "marks"))  # never the user's marks
     return folder
 
 

@@ -108,16 +108,17 @@ def test_presets_and_set_window(canvas: ImageCanvas, calibrated_dicom) -> None:
 def test_measure_mm_on_calibrated_dicom(canvas: ImageCanvas, calibrated_dicom) -> None:
     canvas.set_image(calibrated_dicom)
     m = canvas.add_measurement((100.0, 100.0), (400.0, 500.0))
-    assert m.length_mm == pytest.approx(500 * 0.168)
-    assert m.text == "84.0 mm"
+    assert canvas.measured(m).values["length"] == pytest.approx(500 * 0.168)
+    assert canvas.measured(m).label == "84.0 mm"
     # Drawing with the mouse in Measure mode gives the same kind of label.
     canvas.set_measure_mode(True)
     start = canvas.viewport_point((200.0, 200.0))
     end = canvas.viewport_point((200.0, 700.0))
     drag(canvas.viewport(), Qt.MouseButton.LeftButton, start, end)
     drawn = canvas.measurements()[-1]
-    assert drawn.text.endswith(" mm")
-    assert drawn.length_mm == pytest.approx(500 * 0.168, abs=3 * 0.168 / canvas.zoom_factor())
+    assert canvas.measured(drawn).label.endswith(" mm")
+    assert canvas.measured(drawn).values["length"] == pytest.approx(
+        500 * 0.168, abs=3 * 0.168 / canvas.zoom_factor())
     assert len(canvas.measurements()) == 2
     canvas.delete_measurement()
     assert canvas.measurements() == [m]
@@ -128,8 +129,8 @@ def test_measure_mm_on_calibrated_dicom(canvas: ImageCanvas, calibrated_dicom) -
 def test_measure_uncalibrated_png(canvas: ImageCanvas, png_image) -> None:
     canvas.set_image(png_image)
     m = canvas.add_measurement((10.0, 10.0), (40.0, 50.0))
-    assert m.length_mm is None
-    assert m.text == "50 px (uncalibrated)"
+    assert canvas.measured(m).unit == "px"
+    assert canvas.measured(m).label == "50 px (uncalibrated)"
 
 
 def test_cursor_signal_reports_raw_value(canvas: ImageCanvas, qtbot, png_image) -> None:
@@ -166,3 +167,83 @@ def test_layers_order_visibility_and_safe_paint(canvas: ImageCanvas, png_image) 
     painter.end()
     canvas.remove_layer("broken")
     assert canvas.layer("broken") is None
+
+
+def test_rotate_and_flip_change_the_view_only(canvas: ImageCanvas, calibrated_dicom) -> None:
+    """Issue 15: a quarter turn / flip moves the picture on screen; the stored pixels, the
+    rendering (and so the AI input, taken from ``canvas.image()``) never change."""
+    canvas.set_image(calibrated_dicom)
+    stored = calibrated_dicom.stored.copy()
+    shown = canvas.display_pixels().copy()
+    corner = canvas.viewport_point((10.0, 10.0))  # near the image's top-left
+    canvas.rotate_view(90)
+    assert canvas.view_transform().rotation == 90
+    turned = canvas.viewport_point((10.0, 10.0))
+    assert turned.x() > canvas.viewport().width() / 2 and turned.y() < canvas.viewport().height() / 2
+    p = canvas.image_point(turned)  # the round trip still lands on the same image pixel
+    assert (p.x(), p.y()) == pytest.approx((10.0, 10.0), abs=0.5)
+    canvas.rotate_view(-90)
+    canvas.flip(horizontal=True)
+    flipped = canvas.viewport_point((10.0, 10.0))
+    assert flipped.x() > canvas.viewport().width() / 2 and flipped.y() == pytest.approx(corner.y(), abs=1)
+    canvas.flip(horizontal=False)
+    assert canvas.view_transform().flip_v
+    assert np.array_equal(canvas.display_pixels(), shown)
+    assert canvas.image() is calibrated_dicom and np.array_equal(calibrated_dicom.stored, stored)
+    canvas.set_image(calibrated_dicom)  # another image (or the same again): upright
+    assert canvas.view_transform().is_identity
+
+
+def test_hud_corner_text_markers_and_lossy_badge(canvas: ImageCanvas, dicom_dir: Path,
+                                                 tmp_path: Path) -> None:
+    lossy = load_image(dicom_dir / "chest_cr_mono1_15bit_jpeg2000_lossy.dcm")
+    canvas.set_image(lossy)
+    content = canvas.hud_content()
+    assert content.badge is not None and content.badge.startswith("LOSSY")
+    assert any(line.startswith("W ") for line in content.corners["bottom_right"])
+    shown_with_text = canvas.grab().toImage()
+    canvas.toggle_hud()  # one key (C) hides the corner text; the LOSSY warning stays
+    hidden = canvas.hud_content()
+    assert not canvas.is_hud_visible() and hidden.corners == {} and hidden.badge == content.badge
+    assert canvas.grab().toImage() != shown_with_text  # the text was really painted
+    canvas.toggle_hud()
+    from tests.unit.dicom_factory import make_dicom
+
+    pixels = np.tile(np.arange(64, dtype=np.uint16) * 50, (48, 1))
+    oriented = load_image(make_dicom(tmp_path / "o.dcm", pixels, PatientOrientation=["L", "F"],
+                                     PatientID="P1", StudyDate="20240102"))
+    canvas.set_image(oriented)
+    hud = canvas.hud_content()
+    assert hud.markers == {"right": "L", "left": "R", "bottom": "F", "top": "H"} and hud.badge is None
+    assert "ID P1" in hud.corners["top_left"] and "2024-01-02" in " ".join(hud.corners["top_right"])
+    canvas.flip(horizontal=True)
+    assert canvas.hud_content().markers["right"] == "R"
+    anonymous = canvas.hud_content(anonymised=True).corners.values()
+    assert "P1" not in " ".join(line for lines in anonymous for line in lines)
+
+
+def test_presentation_lut_inverse_is_shown_inverted(canvas: ImageCanvas, tmp_path: Path) -> None:
+    from tests.unit.dicom_factory import make_dicom
+
+    pixels = np.tile(np.arange(64, dtype=np.uint16) * 50, (48, 1))
+    plain = load_image(make_dicom(tmp_path / "p.dcm", pixels))
+    inverse = load_image(make_dicom(tmp_path / "i.dcm", pixels, PresentationLUTShape="INVERSE"))
+    canvas.set_image(plain)
+    identity = canvas.display_pixels().astype(np.int16)
+    canvas.set_image(inverse)
+    assert np.array_equal(canvas.display_pixels().astype(np.int16), 255 - identity)
+
+
+def test_escape_cancels_a_half_drawn_angle_then_fits(canvas: ImageCanvas, png_image) -> None:
+    canvas.set_image(png_image)
+    canvas.set_reading_tool("angle")
+    a, b = canvas.viewport_point((20.0, 20.0)), canvas.viewport_point((60.0, 60.0))
+    drag(canvas.viewport(), Qt.MouseButton.LeftButton, a, b)  # the first arm; the second is pending
+    assert canvas.marks_layer().preview is not None
+    canvas.zoom_by(2.0)
+    window = canvas.window()
+    canvas.escape()
+    assert canvas.marks_layer().preview is None and canvas.measurements() == []
+    zoomed = canvas.zoom_factor()
+    canvas.escape()
+    assert canvas.zoom_factor() < zoomed and canvas.window() == window

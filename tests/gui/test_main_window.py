@@ -86,7 +86,13 @@ def test_keys_zoom_invert_presets_reset(qtbot, window, dicom_dir: Path) -> None:
     assert window.actions_.presets[1].text() == names[1]
     assert not window.actions_.presets[len(names)].isEnabled()
 
+    # Esc only resets zoom and pan: the reader's window and inversion stay (issue 15).
+    window_before = canvas.window()
     qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    assert canvas.zoom_factor() == pytest.approx(fit_zoom)
+    assert canvas.is_inverted() and canvas.window() == window_before
+    # The window has its own key.
+    qtbot.keyClick(canvas, Qt.Key.Key_R)
     assert not canvas.is_inverted()
     assert canvas.current_preset() == img.default_preset
     assert canvas.zoom_factor() == pytest.approx(fit_zoom)
@@ -113,14 +119,15 @@ def test_measure_calibrated_and_uncalibrated(qtbot, window, dicom_dir: Path,
     drag(c.viewport(), Qt.MouseButton.LeftButton, c.viewport_point((100.0, 500.0)),
          c.viewport_point((700.0, 500.0)))
     (m,) = c.measurements()
-    assert m.text.endswith(" mm") and m.length_mm == pytest.approx(600 * 0.168, rel=0.02)
+    assert c.measured(m).label.endswith(" mm")
+    assert c.measured(m).values["length"] == pytest.approx(600 * 0.168, rel=0.02)
     qtbot.keyClick(c, Qt.Key.Key_Delete)
     assert c.measurements() == []
 
     open_and_wait(qtbot, window, [str(nih_dir / "00000001_000.png")])
     assert window.status.calibration.text().startswith("uncalibrated")
     m = c.add_measurement((0.0, 0.0), (30.0, 40.0))
-    assert m.text == "50 px (uncalibrated)"
+    assert c.measured(m).label == "50 px (uncalibrated)"
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the garbage
@@ -367,3 +374,30 @@ def test_every_shortcut_in_the_window_is_listed_and_can_be_remapped(qtbot, windo
         assert restored == {name: [sequence] for name, sequence in assigned.items()}
     finally:
         again.close()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_viewing_a_writable_folder_leaves_it_byte_for_byte_unchanged(
+        qtbot, window, nih_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: no workspace (nor -wal/-shm), no marks store beside the images; the review data
+    of a merely viewed folder lives in the user data directory."""
+    monkeypatch.delenv("CXRVIEW_WORKSPACE_DIR")  # the real default, not the tests' redirect
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    folder = tmp_path / "films"
+    (folder / "sub").mkdir(parents=True)
+    for src in sorted(nih_dir.glob("*.png"))[:2]:
+        shutil.copy(src, folder / src.name)
+    shutil.copy(sorted(nih_dir.glob("*.png"))[2], folder / "sub" / "x.png")
+    before = _snapshot(folder)
+    open_and_wait(qtbot, window, [str(folder)])
+    with qtbot.waitSignal(window.image_shown, timeout=LOAD_TIMEOUT):
+        window.next_image()
+    window.canvas.add_measurement((1.0, 1.0), (50.0, 1.0))
+    assert window.review.workspace_path() is not None
+    assert str(window.review.workspace_path()).startswith(str(tmp_path / "data-home"))
+    window.close()
+    assert _snapshot(folder) == before

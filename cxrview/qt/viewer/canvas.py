@@ -13,6 +13,13 @@ Design notes (why it looks like this):
   visible texture, which is exactly what a reader must not be shown.
 * Keyboard shortcuts live on the main window's actions (one list, which also feeds the
   Help dialog); the canvas itself only handles mouse gestures and the Space modifier.
+* Rotation and flips are a transform of the image item (``ViewTransform``): the layers are
+  its children and turn with it, while the stored pixels, the rendering and therefore the
+  models' input never change. Corner text, orientation markers and the LOSSY badge are
+  drawn over the viewport (``drawForeground``), upright whatever the transform.
+* Reading marks (distance, angle, CTR, ROIs, arrow, text) are edited through a *marks
+  handler*: the default one edits the layer in place; the annotation controller installs
+  one that stores each edit (undoable) in the per-user store.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -34,6 +41,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPixmap,
     QResizeEvent,
+    QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -46,8 +54,12 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.core import Window, XrayImage, render_display
+from cxrview.core.measure import Annotation, Measured
+from cxrview.core.overlay_text import ViewTransform, corner_text, lossy_badge, orientation_markers
 from cxrview.qt.compat import emit
-from cxrview.qt.viewer.layers import Measurement, MeasurementLayer, OverlayLayer
+from cxrview.qt.viewer.annotations import AnnotationLayer, AnnotationTool
+from cxrview.qt.viewer.hud import HudContent, paint_hud
+from cxrview.qt.viewer.layers import OverlayLayer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +68,30 @@ MAX_ZOOM = 64.0
 WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 eighths of a degree)
 WL_DRAG_PIXELS_FOR_FULL_RANGE = 400.0  # right-drag distance that sweeps the whole range
 WL_RENDER_INTERVAL_MS = 15  # coalesce window/level re-renders during a drag (~60 fps)
+PATHS_MIME = "application/x-cxrview-paths"  # dragged from the study browser: one path per line
+
+
+def paths_from_mime(mime: QMimeData) -> list[str]:
+    if not mime.hasFormat(PATHS_MIME):
+        return []
+    return [line for line in bytes(mime.data(PATHS_MIME).data()).decode("utf-8").splitlines() if line]
+
+
+class LocalMarks:
+    """The marks handler of a canvas without a store: edits change the layer only."""
+
+    def __init__(self, layer: AnnotationLayer) -> None:
+        self.layer = layer
+
+    def add(self, mark: Annotation) -> None:
+        self.layer.set_annotations([*self.layer.annotations(), mark])
+
+    def remove(self, marks: list[Annotation]) -> None:
+        uids = {m.uid for m in marks}
+        self.layer.set_annotations([m for m in self.layer.annotations() if m.uid not in uids])
+
+    def replace(self, before: Annotation, after: Annotation) -> None:
+        self.layer.set_annotations([after if m.uid == before.uid else m for m in self.layer.annotations()])
 
 
 @dataclass(frozen=True)
@@ -140,7 +176,10 @@ class ImageCanvas(QGraphicsView):
     zoom_changed = Signal(float)  # zoom factor (1.0 = one image pixel per screen pixel)
     inverted_changed = Signal(bool)
     measure_mode_changed = Signal(bool)
-    measurement_added = Signal(object)  # Measurement
+    measurement_added = Signal(object)  # Annotation (any reading mark, drawn or added)
+    reading_tool_changed = Signal(object)  # the tool's kind ("distance", "angle", …) or None
+    view_transform_changed = Signal(object)  # ViewTransform
+    hud_toggled = Signal(bool)  # corner text shown
     image_painted = Signal()  # first paint after set_image (time-to-first-paint)
 
     #: Mouse gestures, listed in the Help dialog next to the keyboard actions.
@@ -148,7 +187,7 @@ class ImageCanvas(QGraphicsView):
         ("Wheel", "Zoom in/out, keeping the point under the cursor fixed"),
         ("Middle-drag, Space+left-drag, left-drag", "Pan"),
         ("Right-drag", "Window/level: horizontal = width (contrast), vertical = center"),
-        ("Left-drag in Measure mode", "Draw a distance measurement"),
+        ("Left-drag with a reading tool", "Draw a distance, ROI or arrow; angle and CTR take two steps"),
         ("Left-click on a measurement", "Select it (Delete removes it)"),
     )
 
@@ -178,10 +217,15 @@ class ImageCanvas(QGraphicsView):
         self._paint_pending = False
 
         self._layers: dict[str, OverlayLayer] = {}
-        self._measure_layer = MeasurementLayer()
-        self.add_layer(self._measure_layer)
-        self._measure_mode = False
-        self._drawing: Measurement | None = None
+        self._marks = AnnotationLayer()
+        self.add_layer(self._marks)
+        self._marks_handler: Any = LocalMarks(self._marks)
+        self._reading_tool: AnnotationTool | None = None
+        self.ask_text: Any = None  # () -> str | None: the note of a text mark (the controller's dialog)
+        self.author = ""
+        self._view_transform = ViewTransform()
+        self._hud_visible = True
+        self.hud_templates: dict[str, str] | None = None
 
         self._space_down = False
         self._tool: Any = None  # a left-button tool (box editing); see set_tool
@@ -207,7 +251,9 @@ class ImageCanvas(QGraphicsView):
         self._show_pixels(pixels)
         for layer in self._layers.values():
             layer.set_image_size(img.width, img.height)
-        self._measure_layer.set_distance_function(img.distance_mm)
+        self._marks.set_context(img)
+        self._cancel_reading_tool()
+        self._set_item_transform(ViewTransform())
         self._paint_pending = True
         self.fit()
         self.viewport().update()
@@ -222,6 +268,7 @@ class ImageCanvas(QGraphicsView):
         self._img = None
         self._pixels = None
         self._image_item.clear()
+        self._marks.set_context(None)
         for layer in self._layers.values():
             layer.set_image_size(0, 0)
         self.viewport().update()
@@ -368,8 +415,16 @@ class ImageCanvas(QGraphicsView):
         s = self._view_scale() or 1.0
         mx = self.viewport().width() / s
         my = self.viewport().height() / s
-        self.setSceneRect(QRectF(0, 0, self._img.width, self._img.height)
-                          .adjusted(-mx, -my, mx, my))
+        w, h = self._shown_size()
+        self.setSceneRect(QRectF(0, 0, w, h).adjusted(-mx, -my, mx, my))
+
+    def _shown_size(self) -> tuple[int, int]:
+        """The picture's size on screen axes (a quarter turn swaps width and height)."""
+        if self._img is None:
+            return 0, 0
+        if self._view_transform.rotation in (90, 270):
+            return self._img.height, self._img.width
+        return self._img.width, self._img.height
 
     def fit(self) -> None:
         """Fit the whole image in the viewport (and keep fitting on resize)."""
@@ -377,16 +432,33 @@ class ImageCanvas(QGraphicsView):
             return
         vp = self.viewport().rect()
         margin = 8
-        sx = max(vp.width() - 2 * margin, 1) / self._img.width
-        sy = max(vp.height() - 2 * margin, 1) / self._img.height
+        width, height = self._shown_size()
+        sx = max(vp.width() - 2 * margin, 1) / width
+        sy = max(vp.height() - 2 * margin, 1) / height
         scale = max(min(sx, sy), MIN_ZOOM / self.devicePixelRatioF())
         self.resetTransform()
         self.scale(scale, scale)
         self._update_scene_rect()
-        self._scroll_scene_point_to(QPointF(self._img.width / 2, self._img.height / 2),
-                                    QPointF(vp.width() / 2, vp.height() / 2))
+        self._scroll_scene_point_to(QPointF(width / 2, height / 2), QPointF(vp.width() / 2, vp.height() / 2))
         self._fit_mode = True
         emit(self.zoom_changed, self.zoom_factor())
+
+    def fit_zoom(self) -> float:
+        """The zoom :meth:`fit` would give (device pixels per image pixel)."""
+        if self._img is None:
+            return 1.0
+        vp = self.viewport().rect()
+        width, height = self._shown_size()
+        scale = min(max(vp.width() - 16, 1) / width, max(vp.height() - 16, 1) / height)
+        return max(scale, MIN_ZOOM / self.devicePixelRatioF()) * self.devicePixelRatioF()
+
+    def center_on(self, image_pt: tuple[float, float]) -> None:
+        """Pan so that this image point is at the viewport's centre (zoom unchanged)."""
+        if self._img is None:
+            return
+        self._fit_mode = False
+        scene = self._image_item.mapToScene(QPointF(*image_pt))
+        self._scroll_scene_point_to(scene, QPointF(self.viewport().rect().center()))
 
     def one_to_one(self) -> None:
         """One image pixel per physical screen pixel, centred on the viewport centre."""
@@ -401,10 +473,100 @@ class ImageCanvas(QGraphicsView):
 
     def reset_view(self) -> None:
         """Back to the file's display: default window, no inversion, fit, no selection."""
-        self.set_window(None)
-        self.set_inverted(False)
+        self.reset_window()
         self.set_measure_mode(False)
         self.fit()
+
+    def reset_window(self) -> None:
+        """The file's default window, no inversion (zoom, pan, rotation and marks stay)."""
+        self.set_window(None)
+        self.set_inverted(False)
+
+    def escape(self) -> None:
+        """Esc: drop a half-drawn mark if there is one, else fit the image (zoom and pan only:
+        the reader's window, inversion, rotation and marks are kept)."""
+        if self._reading_tool is not None and self._reading_tool.busy:
+            self._reading_tool.cancel()
+            return
+        self.fit()
+
+    # -- rotation and flips (the view only: stored pixels and the AI input never change) --
+    def view_transform(self) -> ViewTransform:
+        return self._view_transform
+
+    def set_view_transform(self, transform: ViewTransform) -> None:
+        if transform == self._view_transform:
+            return
+        self._set_item_transform(transform)
+        if self._img is not None:
+            self.fit() if self._fit_mode else self._update_scene_rect()
+        self.viewport().update()
+        emit(self.view_transform_changed, transform)
+
+    def rotate_view(self, degrees: int = 90) -> None:
+        self.set_view_transform(self._view_transform.rotated(degrees))
+
+    def flip(self, *, horizontal: bool) -> None:
+        self.set_view_transform(self._view_transform.flipped(horizontal=horizontal))
+
+    def item_transform(self) -> QTransform:
+        """Image pixels → the picture as turned and flipped on screen (before zoom and pan)."""
+        return self._image_item.transform()
+
+    def _set_item_transform(self, transform: ViewTransform) -> None:
+        """The image item's transform: flips in image axes, then clockwise quarter turns,
+        each followed by a shift that keeps the picture's top-left at the scene origin."""
+        self._view_transform = transform
+        width = float(self._img.width) if self._img is not None else 0.0
+        height = float(self._img.height) if self._img is not None else 0.0
+        t = QTransform()
+        if transform.flip_h:
+            t = t * QTransform(-1, 0, 0, 1, width, 0)
+        if transform.flip_v:
+            t = t * QTransform(1, 0, 0, -1, 0, height)
+        for _ in range(transform.rotation // 90):  # (x, y) -> (h - y, x) on a w x h picture
+            t = t * QTransform(0, 1, -1, 0, height, 0)
+            width, height = height, width
+        self._image_item.setTransform(t)
+
+    # -- what is written over the film ---------------------------------------------------
+    def is_hud_visible(self) -> bool:
+        return self._hud_visible
+
+    def set_hud_visible(self, visible: bool) -> None:
+        if visible != self._hud_visible:
+            self._hud_visible = visible
+            self.viewport().update()
+            emit(self.hud_toggled, visible)
+
+    def toggle_hud(self) -> None:
+        self.set_hud_visible(not self._hud_visible)
+
+    def hud_content(self, *, anonymised: bool = False, corners: bool | None = None) -> HudContent:
+        """What is drawn over the film now: corner text (unless hidden), the orientation markers
+        of the current rotation / flips and the LOSSY badge (always: it is a warning)."""
+        if self._img is None:
+            return HudContent()
+        window = self.window()
+        view = {"preset": self._preset or "", "zoom": f"{self.zoom_factor():.2f}×",
+                "window_width": f"{window.width:.6g}" if window else "",
+                "window_center": f"{window.center:.6g}" if window else "",
+                "rotation": self._view_transform.describe()}
+        show = self._hud_visible if corners is None else corners
+        text = corner_text(self._img, view, self.hud_templates, anonymised=anonymised) if show else {}
+        return HudContent(corners=text, markers=orientation_markers(self._img, self._view_transform),
+                          badge=lossy_badge(self._img))
+
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # Qt override
+        if self._img is None:
+            return
+        try:
+            painter.save()
+            painter.resetTransform()
+            paint_hud(painter, QRectF(self.viewport().rect()), self.hud_content())
+            painter.restore()
+        except Exception:  # text over the film must never break the view
+            log.exception("HUD paint failed")
 
     # -- layers -------------------------------------------------------------------------
     def add_layer(self, layer: OverlayLayer) -> OverlayLayer:
@@ -438,34 +600,74 @@ class ImageCanvas(QGraphicsView):
         self._tool = tool
         self._tool_active = False
 
-    def measurement_layer(self) -> MeasurementLayer:
-        return self._measure_layer
+    def marks_layer(self) -> AnnotationLayer:
+        return self._marks
+
+    def set_marks_handler(self, handler: Any | None) -> None:
+        """Who applies edits of the reading marks: ``add(mark)``, ``remove(marks)`` and
+        ``replace(before, after)``; None = edit the layer only (nothing is kept)."""
+        self._marks_handler = handler if handler is not None else LocalMarks(self._marks)
+
+    def reading_tool(self) -> str | None:
+        return self._reading_tool.kind if self._reading_tool is not None else None
+
+    def set_reading_tool(self, kind: str | None) -> None:
+        """Draw marks of ``kind`` with the left button (None: back to panning and selecting)."""
+        if kind == self.reading_tool():
+            return
+        self._cancel_reading_tool()
+        was_measuring = self._reading_tool is not None
+        self._reading_tool = None if kind is None else AnnotationTool(
+            kind, self._marks, self._on_mark_drawn, author=self.author,
+            ask_text=lambda: self.ask_text() if self.ask_text else None)
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor if kind else Qt.CursorShape.ArrowCursor)
+        emit(self.reading_tool_changed, kind)
+        if was_measuring != (kind is not None):
+            emit(self.measure_mode_changed, kind is not None)
+
+    def _cancel_reading_tool(self) -> None:
+        if self._reading_tool is not None:
+            self._reading_tool.cancel()
 
     def is_measure_mode(self) -> bool:
-        return self._measure_mode
+        return self._reading_tool is not None
 
     def set_measure_mode(self, on: bool) -> None:
-        if on == self._measure_mode:
-            return
-        self._measure_mode = on
-        self.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
-        emit(self.measure_mode_changed, on)
+        """Measure mode is the distance tool (M); off leaves any reading tool."""
+        if on != self.is_measure_mode():
+            self.set_reading_tool("distance" if on else None)
 
-    def add_measurement(self, p0: tuple[float, float], p1: tuple[float, float]) -> Measurement:
+    def _on_mark_drawn(self, mark: Annotation) -> None:
+        self._marks_handler.add(mark)
+        emit(self.measurement_added, mark)
+
+    def add_mark(self, mark: Annotation) -> Annotation:
+        """Add a reading mark as if drawn (through the marks handler)."""
+        self._on_mark_drawn(mark)
+        return mark
+
+    def add_measurement(self, p0: tuple[float, float], p1: tuple[float, float]) -> Annotation:
         """Add a distance measurement between two image points (x, y)."""
-        m = self._measure_layer.add(p0, p1)
-        emit(self.measurement_added, m)
-        return m
+        return self.add_mark(Annotation("distance", (p0, p1), author=self.author))
 
-    def measurements(self) -> list[Measurement]:
-        return self._measure_layer.measurements()
+    def measurements(self) -> list[Annotation]:
+        """The reading marks of the shown image, in the order they were made."""
+        return self._marks.annotations()
+
+    def measured(self, mark: Annotation) -> Measured | None:
+        return self._marks.measured(mark)
 
     def delete_measurement(self) -> None:
-        """Remove the selected measurement (or the last one drawn)."""
-        self._measure_layer.remove_last()
+        """Remove the selected mark (or the last one drawn)."""
+        marks = self._marks.annotations()
+        chosen = self._marks.selected_mark() or (marks[-1] if marks else None)
+        if chosen is not None:
+            self._marks_handler.remove([chosen])
 
     def clear_measurements(self) -> None:
-        self._measure_layer.clear()
+        marks = self._marks.annotations()
+        if marks:
+            self._marks_handler.remove(marks)
 
     # -- coordinates --------------------------------------------------------------------
     def image_point(self, viewport_pos: QPointF | QPoint) -> QPointF:
@@ -529,7 +731,7 @@ class ImageCanvas(QGraphicsView):
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # Qt override
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_down = False
-            self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._measure_mode
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._reading_tool is not None
                                       else Qt.CursorShape.ArrowCursor)
             event.accept()
             return
@@ -549,17 +751,17 @@ class ImageCanvas(QGraphicsView):
                 button == Qt.MouseButton.LeftButton and self._space_down):
             self._pan_last = pos
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
-        elif button == Qt.MouseButton.LeftButton and self._measure_mode:
-            p = self.image_point(event.position())
-            pt = (self._clamp_x(p.x()), self._clamp_y(p.y()))
-            self._drawing = self._measure_layer.add(pt, pt)
+        elif button == Qt.MouseButton.LeftButton and self._reading_tool is not None:
+            self._reading_tool.press(self._clamped(event.position()))
         elif button == Qt.MouseButton.LeftButton and self._tool is not None and self._tool.press(
                 self.image_point(event.position()), 6.0 / (self._view_scale() or 1.0)):
             self._tool_active = True
         elif button == Qt.MouseButton.LeftButton:
             tol = 6.0 / (self._view_scale() or 1.0)
             p = self.image_point(event.position())
-            if self._measure_layer.select_near(p.x(), p.y(), tol) is None:
+            near = self._marks.mark_near(p.x(), p.y(), tol)
+            self._marks.select(near.uid if near is not None else None)
+            if near is None:
                 self._pan_last = pos  # plain left-drag pans too
         event.accept()
 
@@ -576,10 +778,8 @@ class ImageCanvas(QGraphicsView):
             delta = pos - self._pan_last
             self._pan_last = pos
             self.pan_by(delta.x(), delta.y())
-        elif self._drawing is not None:
-            p = self.image_point(event.position())
-            self._measure_layer.update_line(self._drawing,
-                                            (self._clamp_x(p.x()), self._clamp_y(p.y())))
+        elif self._reading_tool is not None:
+            self._reading_tool.move(self._clamped(event.position()))
         elif self._tool_active:
             p = self.image_point(event.position())
             self._tool.move(QPointF(self._clamp_x(p.x()), self._clamp_y(p.y())))
@@ -595,23 +795,23 @@ class ImageCanvas(QGraphicsView):
         elif self._pan_last is not None and button in (Qt.MouseButton.MiddleButton,
                                                         Qt.MouseButton.LeftButton):
             self._pan_last = None
-            self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._measure_mode
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor if self._reading_tool is not None
                                       else Qt.CursorShape.ArrowCursor)
         elif button == Qt.MouseButton.LeftButton and self._tool_active:
             self._tool_active = False
             p = self.image_point(event.position())
             self._tool.release(QPointF(self._clamp_x(p.x()), self._clamp_y(p.y())))
-        elif button == Qt.MouseButton.LeftButton and self._drawing is not None:
-            m, self._drawing = self._drawing, None
-            if m.length_px < 1.0:
-                self._measure_layer.remove(m)  # a click, not a measurement
-            else:
-                emit(self.measurement_added, m)
+        elif button == Qt.MouseButton.LeftButton and self._reading_tool is not None:
+            self._reading_tool.release(self._clamped(event.position()))  # a mere click keeps nothing
         event.accept()
 
     def leaveEvent(self, event: QEvent) -> None:  # Qt override
         emit(self.cursor_moved, None)
         super().leaveEvent(event)
+
+    def _clamped(self, viewport_pos: QPointF | QPoint) -> tuple[float, float]:
+        p = self.image_point(viewport_pos)
+        return self._clamp_x(p.x()), self._clamp_y(p.y())
 
     def _clamp_x(self, x: float) -> float:
         return min(max(x, 0.0), float(self._img.width)) if self._img else x
