@@ -40,14 +40,7 @@ from typing import Any
 
 from cxrview.core.export import atomic_write_bytes
 from cxrview.core.findings import NIH_BOX_FRAME, NIH_FINDINGS, UNREVIEWED, format_finding_labels
-from cxrview.core.workspace import (
-    LABEL_COLUMNS,
-    BoxRecord,
-    ImageRecord,
-    LabelRecord,
-    Workspace,
-    WorkspaceError,
-)
+from cxrview.core.workspace import BoxRecord, ImageRecord, LabelRecord, Workspace, WorkspaceError
 
 DATA_ENTRY_NAME = "Data_Entry_2017.csv"
 BBOX_LIST_NAME = "BBox_List_2017.csv"
@@ -90,7 +83,8 @@ def _answer_boxes_by_image(ws: Workspace) -> dict[int, list[BoxRecord]]:
 def _latest_human_labels(ws: Workspace) -> dict[int, dict[str, LabelRecord]]:
     """image id → finding → the human decision that counts (the latest row)."""
     out: dict[int, dict[str, LabelRecord]] = {}
-    for row in ws.execute(f"SELECT {LABEL_COLUMNS} FROM labels ORDER BY id"):
+    for row in ws.execute("SELECT id, image_id, finding, value, author, reason, created FROM labels "
+                          "ORDER BY id"):
         out.setdefault(int(row[1]), {})[row[2]] = LabelRecord(*row)
     return out
 
@@ -143,8 +137,7 @@ def pseudonym_salt(ws: Workspace) -> str:
     salt = ws.meta(SALT_KEY)
     if not salt:
         salt = secrets.token_hex(16)
-        if not ws.read_only:  # a read-only workspace exports with a salt of this export only
-            ws.set_meta(SALT_KEY, salt)
+        ws.set_meta(SALT_KEY, salt)
     return salt
 
 

@@ -23,7 +23,6 @@ label quality must be judged against what the model actually decides.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -117,10 +116,7 @@ def rescore(ws: Workspace, model: str, thresholds: dict[str, float], image_ids: 
             ) -> int:
     """Recompute and store the scores from ``model``'s stored predictions: of every image it predicted,
     or of ``image_ids`` only (an image's scores depend on its own prediction and labels alone, so
-    rescoring a few equals rescoring all for those). Returns how many images were scored.
-
-    The operating points are kept with the workspace (meta ``score_thresholds``), so a label edit
-    can rescore its image at once (:func:`rescore_images`) without the model at hand."""
+    rescoring a few equals rescoring all for those). Returns how many images were scored."""
     stored = ws.predictions_for(model, image_ids)
     if not stored:
         return 0
@@ -128,36 +124,5 @@ def rescore(ws: Workspace, model: str, thresholds: dict[str, float], image_ids: 
     records = ws.images(ids)
     scores = score_records(records, {i: p for i, (p, _) in stored.items()},
                            {i: oos for i, (_, oos) in stored.items()}, thresholds)
-    with ws.transaction():
-        ws.store_scores(model, scores)
-        known = _thresholds_by_model(ws)
-        if known.get(model) != thresholds and not ws.read_only:
-            known[model] = thresholds
-            ws.set_meta(THRESHOLDS_KEY, json.dumps(known))
+    ws.store_scores(model, scores)
     return len(scores)
-
-
-THRESHOLDS_KEY = "score_thresholds"
-
-
-def _thresholds_by_model(ws: Workspace) -> dict[str, dict[str, float]]:
-    try:
-        value = json.loads(ws.meta(THRESHOLDS_KEY) or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def rescore_images(ws: Workspace, image_ids: list[int]) -> int:
-    """After a label edit: rescore these images with the model that scored each of them (its
-    operating points as stored by :func:`rescore`), so the suspect text never goes stale."""
-    by_model: dict[str, list[int]] = {}
-    for record in ws.images(image_ids):
-        if record.scored_model:
-            by_model.setdefault(record.scored_model, []).append(record.id)
-    known = _thresholds_by_model(ws)
-    done = 0
-    for model, ids in by_model.items():
-        if model in known:
-            done += rescore(ws, model, known[model], ids)
-    return done

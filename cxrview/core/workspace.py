@@ -7,42 +7,35 @@ human decided:
 * ``images``: one row per image (file name, where it is, patient, view, …),
   its dataset labels as a bit mask over :data:`NIH_FINDINGS`, the *current*
   labels (human decision where there is one, else the dataset's) as masks kept
-  in step with every edit, its review state and note (with a row version for
-  optimistic checks), and the latest triage and mislabel scores.
-* ``labels``: human decisions, one row each (who, when, value, reason), named by a
-  stable ``uid``. A correction is a new row; the dataset label is never overwritten.
-  Undo removes exactly the row the edit added; redo adds it again under the same uid.
-* ``boxes``: dataset boxes, human boxes and accepted model boxes (``workspace_boxes``).
+  in step with every edit, its review state and note, and the latest triage and
+  mislabel scores.
+* ``labels``: human decisions, one row each (who, when, value, reason). A
+  correction is a new row; the dataset label is never overwritten. Undo removes
+  exactly the row the edit added.
+* ``boxes``: dataset boxes and human boxes (with the dataset box they started
+  from). Once a human edits an image's boxes, its human boxes are its answer.
 * ``predictions``: per image and model, the 14 probabilities and whether the
   model had trained on that image (mislabel scores trust only out-of-sample ones).
-* ``audit``: the append-only log of every decision (:mod:`cxrview.core.audit`),
-  written in the same transaction as the decision.
-* ``undo_history``: each annotator's undo/redo stack, so it survives a restart.
 
 Every edit is one transaction: a process killed at any moment loses at most
-the edit in flight, and the database stays consistent. SQLite errors reach callers
-as :class:`WorkspaceError` subclasses that say what happened (:mod:`cxrview.core.store`);
-a file that is not a workspace is refused untouched; a read-only one opens read-only.
+the edit in flight, and the database stays consistent.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrview.core import audit
 from cxrview.core.findings import (
     ABSENT,
-    CONFIRMED,
-    CORRECTED,
     FINDING_BIT,
     LABEL_VALUES,
     NIH_FINDINGS,
@@ -52,36 +45,76 @@ from cxrview.core.findings import (
     UNCERTAIN,
     UNREVIEWED,
 )
-from cxrview.core.review_rules import follow_review_state, image_differs
-from cxrview.core.store import (
-    Connection,
-    EditConflict,
-    StoreError,
-    StoreReadOnly,
-    WorkspaceError,
-    inspect,
-    writable,
-)
-from cxrview.core.workspace_boxes import BOXES_SCHEMA, BoxRecord, BoxStore, box_from_row
-from cxrview.core.workspace_schema import SCHEMA, SCHEMA_VERSION, migrate
 
-__all__ = ["DB_NAME", "IMAGE_COLUMNS", "BoxRecord", "EditConflict", "FindingState", "ImageRecord",
-           "LabelRecord", "ReviewChange", "StoreError", "Workspace", "WorkspaceError", "box_from_row",
-           "default_workspace_path", "new_uid", "resolve_workspace_path"]
-
+SCHEMA_VERSION = 1
 DB_NAME = "cxrview.workspace.sqlite"
-BUSY_TIMEOUT_S = 10.0  # how long a write waits for another writer's transaction (CLI, workers)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    file TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    present INTEGER NOT NULL DEFAULT 1,
+    patient_id INTEGER, follow_up INTEGER, age INTEGER, sex TEXT, view TEXT,
+    width INTEGER, height INTEGER,
+    dataset_labelled INTEGER NOT NULL DEFAULT 0,
+    dataset_mask INTEGER NOT NULL DEFAULT 0,
+    current_mask INTEGER NOT NULL DEFAULT 0,
+    uncertain_mask INTEGER NOT NULL DEFAULT 0,
+    human_mask INTEGER NOT NULL DEFAULT 0,
+    review_state TEXT NOT NULL DEFAULT 'unreviewed',
+    note TEXT NOT NULL DEFAULT '',
+    reviewed_by TEXT, reviewed_at REAL,
+    boxes_edited INTEGER NOT NULL DEFAULT 0,
+    triage_score REAL, mislabel_score REAL,
+    suspect_finding TEXT, suspect_label TEXT, suspect_probability REAL,
+    model_disagreements INTEGER,
+    scored_model TEXT
+);
+CREATE INDEX IF NOT EXISTS images_patient ON images(patient_id, follow_up);
+CREATE INDEX IF NOT EXISTS images_state ON images(review_state);
+CREATE INDEX IF NOT EXISTS images_triage ON images(triage_score);
+CREATE INDEX IF NOT EXISTS images_mislabel ON images(mislabel_score);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    finding TEXT NOT NULL,
+    value TEXT NOT NULL CHECK (value IN ('present', 'absent', 'uncertain')),
+    author TEXT NOT NULL,
+    reason TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_image ON labels(image_id, finding, id);
+CREATE TABLE IF NOT EXISTS boxes (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    finding TEXT NOT NULL,
+    x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('dataset', 'human')),
+    author TEXT, created REAL NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    origin_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS boxes_image ON boxes(image_id);
+CREATE TABLE IF NOT EXISTS predictions (
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    model TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    out_of_sample INTEGER,
+    created REAL NOT NULL,
+    PRIMARY KEY (image_id, model)
+);
+"""
 
 IMAGE_COLUMNS = ("id, file, path, present, patient_id, follow_up, age, sex, view, width, height, "
                  "dataset_labelled, dataset_mask, current_mask, uncertain_mask, human_mask, review_state, "
                  "note, reviewed_by, reviewed_at, boxes_edited, triage_score, mislabel_score, "
-                 "suspect_finding, suspect_label, suspect_probability, model_disagreements, scored_model, "
-                 "review_version")
+                 "suspect_finding, suspect_label, suspect_probability, model_disagreements, scored_model")
 
 
-def new_uid() -> str:
-    """A stable id for a decision or a box: never reused, unlike SQLite row ids."""
-    return uuid.uuid4().hex
+class WorkspaceError(Exception):
+    """A workspace that cannot be opened or an edit that makes no sense; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +147,6 @@ class ImageRecord:
     suspect_probability: float | None
     model_disagreements: int | None  # findings where the model's decision differs from the label
     scored_model: str | None
-    review_version: int = 0  # bumped by every review/note decision (optimistic checks for undo)
 
     def dataset_value(self, finding: str) -> str | None:
         if not self.dataset_labelled:
@@ -160,10 +192,25 @@ class LabelRecord:
     author: str
     reason: str | None
     created: float
-    uid: str = ""
 
 
-LABEL_COLUMNS = "id, image_id, finding, value, author, reason, created, uid"
+@dataclass(frozen=True)
+class BoxRecord:
+    id: int
+    image_id: int
+    finding: str
+    x: float
+    y: float
+    w: float
+    h: float
+    source: str
+    author: str | None
+    created: float
+    deleted: bool
+    origin_id: int | None
+
+    def rect(self) -> tuple[float, float, float, float]:
+        return (self.x, self.y, self.w, self.h)
 
 
 @dataclass(frozen=True)
@@ -177,24 +224,23 @@ class FindingState:
     current: str | None
 
 
-@dataclass(frozen=True)
-class ReviewChange:
-    """What :meth:`Workspace.set_review` replaced, and the row version it left (for undo's check)."""
-
-    previous: tuple[str, str, str | None, float | None]  # state, note, by, at
-    version: int
-
-
 def default_workspace_path(images_dir: str | os.PathLike[str]) -> Path:
-    """Where the review workspace of a folder of images lives: in the user data directory,
-    never beside the images (viewing a folder must leave it byte-for-byte as it was, and shared
-    or read-only media just work). ``$CXRVIEW_WORKSPACE_DIR`` puts every workspace in that folder
-    instead (tests, portable installs)."""
+    """Next to the images when that folder is writable, else in the user data directory.
+
+    ``$CXRVIEW_WORKSPACE_DIR`` puts every workspace in that folder instead (tests,
+    portable installs): nothing is then written next to the images.
+    """
+    import hashlib
+
     folder = Path(images_dir).resolve()
     tag = f"{folder.name or 'root'}-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}.sqlite"
     override = os.environ.get("CXRVIEW_WORKSPACE_DIR")
     if override:
         return Path(override) / tag
+    # os.access says yes to root even in a folder marked read-only (a shared data set): honour
+    # the permission bits too, so viewing such a folder never writes into it.
+    if os.access(folder, os.W_OK) and folder.stat().st_mode & 0o222:
+        return folder / DB_NAME
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("cxrview")) / "workspaces" / tag
@@ -206,77 +252,39 @@ def resolve_workspace_path(path: str | os.PathLike[str]) -> Path:
     return p / DB_NAME if p.is_dir() else p
 
 
-REQUIRED_TABLES = {"meta", "images", "labels", "boxes"}
-
-
-class Workspace(BoxStore):
-    """The workspace database. One connection per object; open another object per thread.
-
-    ``read_only``: None decides from the file and its folder (a workspace that cannot be
-    written opens read-only); True forces it. ``timeout``: seconds a write waits for another
-    program's transaction before :class:`~cxrview.core.store.StoreBusy` (the GUI waits less).
-    """
+class Workspace:
+    """The workspace database. One connection per object; open another object per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
-                 images_root: str | os.PathLike[str] | None = None, read_only: bool | None = None,
-                 timeout: float = BUSY_TIMEOUT_S) -> None:
+                 images_root: str | os.PathLike[str] | None = None) -> None:
         self.path = resolve_workspace_path(path)
-        exists = self.path.is_file()
-        if not create and not exists:
+        if not create and not self.path.is_file():
             raise WorkspaceError(f"{self.path}: no workspace here (create one with import-nih or by "
-                                 "starting a review)")
-        kind = inspect(self.path, REQUIRED_TABLES) if exists else "empty"
-        if kind == "corrupt":
-            raise WorkspaceError(f"{self.path}: not a usable workspace database (not SQLite, or damaged)")
-        if kind == "foreign":
-            raise WorkspaceError(f"{self.path}: an SQLite database of another program, not a cxrview "
-                                 "workspace; it was left untouched")
-        if kind == "empty" and not create:
-            raise WorkspaceError(f"{self.path}: an empty file, not a cxrview workspace (it was left "
-                                 "untouched)")
-        if create and not exists:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise WorkspaceError(f"{self.path.parent}: cannot create the workspace folder "
-                                     f"({exc.strerror or exc})") from exc
-        if read_only is None:
-            read_only = exists and not (writable(self.path) and writable(self.path.parent))
-        if read_only and kind != "workspace":
-            raise StoreReadOnly(f"{self.path}: cannot create a workspace here (read-only)")
-        self.read_only = read_only
-        self._db = Connection(self.path, read_only=read_only, timeout=timeout)
+                                 "opening a folder)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._prepare(kind, images_root)
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _prepare(self, kind: str, images_root: str | os.PathLike[str] | None) -> None:
-        version = None if kind == "empty" else self.meta("schema_version")
-        if version is not None and int(version) > SCHEMA_VERSION:
-            raise WorkspaceError(f"{self.path}: made by a newer cxrview (schema {version})")
-        if self.read_only:
-            if version is not None and int(version) < SCHEMA_VERSION:
-                raise WorkspaceError(f"{self.path}: made by an older cxrview and read-only here; open a "
-                                     "writable copy once to upgrade it")
-            return
-        if version is not None and int(version) < SCHEMA_VERSION:
-            with self.transaction() as conn:
-                migrate(conn, int(version))
-        self._db.executescript(SCHEMA + BOXES_SCHEMA + audit.SCHEMA)
+            self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"{self.path}: not a usable workspace database ({exc})") from exc
+        self._lock = threading.RLock()
+        version = self.meta("schema_version")
         if version is None:
-            with self.transaction() as conn:
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('workspace_id', ?)",
-                             (new_uid(),))
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise WorkspaceError(f"{self.path}: made by a newer cxrview (schema {version})")
         if images_root is not None:
             self.set_meta("images_root", str(Path(images_root).resolve()))
 
     # -- plumbing -----------------------------------------------------------------------
     def close(self) -> None:
-        self._db.close()
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -284,13 +292,29 @@ class Workspace(BoxStore):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def data_version(self) -> int:
-        """Changes when another program commits to this workspace (cheap to poll)."""
-        return self._db.data_version()
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work (BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
-    @property
-    def workspace_id(self) -> str:
-        return self.meta("workspace_id") or ""
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def meta(self, key: str) -> str | None:
+        row = self.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     @property
     def images_root(self) -> Path | None:
@@ -312,15 +336,7 @@ class Workspace(BoxStore):
         with self.transaction() as conn:
             before = conn.total_changes
             conn.executemany("INSERT OR IGNORE INTO images(file, path) VALUES (?, ?)", rows)
-            return int(conn.total_changes - before)
-
-    def set_image_size(self, image_id: int, width: int, height: int) -> None:
-        """Record the pixel size of an image the workspace did not know it for (boxes are kept in it)."""
-        if self.read_only:
-            return
-        with self.transaction() as conn:
-            conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ? AND width IS NULL",
-                         (int(width), int(height), image_id))
+            return conn.total_changes - before
 
     def image_count(self, *, present_only: bool = False) -> int:
         sql = "SELECT COUNT(*) FROM images" + (" WHERE present = 1" if present_only else "")
@@ -330,12 +346,12 @@ class Workspace(BoxStore):
         row = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise WorkspaceError(f"no image with id {image_id}")
-        return image_from_row(row)
+        return _image(row)
 
     def image_by_file(self, file: str) -> ImageRecord | None:
         sql = f"SELECT {IMAGE_COLUMNS} FROM images WHERE file = ?"
         row = self.execute(sql, (Path(file).name,)).fetchone()
-        return image_from_row(row) if row else None
+        return _image(row) if row else None
 
     def images(self, ids: list[int]) -> list[ImageRecord]:
         """Records for ``ids`` in the given order (unknown ids skipped)."""
@@ -343,8 +359,8 @@ class Workspace(BoxStore):
         for start in range(0, len(ids), 900):
             chunk = ids[start:start + 900]
             marks = ",".join("?" * len(chunk))
-            for row in self.fetchall(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
-                found[row[0]] = image_from_row(row)
+            for row in self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk):
+                found[row[0]] = _image(row)
         return [found[i] for i in ids if i in found]
 
     def absolute_path(self, record: ImageRecord) -> Path:
@@ -358,9 +374,9 @@ class Workspace(BoxStore):
         record = self.image(image_id)
         if record.patient_id is None:
             return [record]
-        rows = self.fetchall(f"SELECT {IMAGE_COLUMNS} FROM images WHERE patient_id = ? "
-                             "ORDER BY follow_up, file", (record.patient_id,))
-        return [image_from_row(r) for r in rows]
+        rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE patient_id = ? "
+                            "ORDER BY follow_up, file", (record.patient_id,)).fetchall()
+        return [_image(r) for r in rows]
 
     # -- labels ---------------------------------------------------------------------------
     def findings(self, image_id: int) -> list[FindingState]:
@@ -376,88 +392,43 @@ class Workspace(BoxStore):
         return {r.finding: r for r in self.label_history(image_id)}  # later rows win
 
     def label_history(self, image_id: int) -> list[LabelRecord]:
-        rows = self.fetchall(f"SELECT {LABEL_COLUMNS} FROM labels WHERE image_id = ? ORDER BY id",
-                             (image_id,))
+        rows = self.execute("SELECT id, image_id, finding, value, author, reason, created FROM labels "
+                            "WHERE image_id = ? ORDER BY id", (image_id,)).fetchall()
         return [LabelRecord(*row) for row in rows]
 
     def set_label(self, image_id: int, finding: str, value: str, *, author: str,
-                  reason: str | None = None, uid: str | None = None, note: str | None = None,
-                  command: str | None = None, via: str = "do") -> LabelRecord:
-        """Record a human decision (a new row named ``uid``: give the same uid again to redo it)."""
+                  reason: str | None = None, record_id: int | None = None) -> LabelRecord:
+        """Record a human decision (a new row). ``record_id`` re-creates an undone row (redo)."""
         if finding not in FINDING_BIT:
             raise WorkspaceError(f"unknown finding {finding!r}")
         if value not in LABEL_VALUES:
             raise WorkspaceError(f"label must be one of {', '.join(LABEL_VALUES)}, not {value!r}")
         if reason is not None and reason not in REASON_CODES:
             raise WorkspaceError(f"unknown reason {reason!r} (use {', '.join(REASON_CODES)})")
-        uid = uid or new_uid()
         now = time.time()
         with self.transaction() as conn:
-            before = self._label_state(conn, image_id, finding)
-            try:
-                cur = conn.execute("INSERT INTO labels(uid, image_id, finding, value, author, reason, "
-                                   "created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (uid, image_id, finding, value, author, reason, now))
-            except sqlite3.IntegrityError as exc:
-                if "FOREIGN KEY" in str(exc):
-                    raise WorkspaceError(f"no image with id {image_id}") from exc
-                raise WorkspaceError(f"the decision {uid} is already recorded") from exc
-            self._refresh_masks(conn, image_id, author=author, command=command, via=via)
-            audit.record(conn, author=author, image_id=image_id, action="label", target=finding,
-                         before=before, after={"value": value, "uid": uid}, reason=reason, note=note,
-                         model=self._shown_model(conn, image_id), command=command, via=via, at=now)
-        return LabelRecord(int(cur.lastrowid or 0), image_id, finding, value, author, reason, now, uid)
+            cur = conn.execute("INSERT INTO labels(id, image_id, finding, value, author, reason, created) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (record_id, image_id, finding, value, author, reason, now))
+            self._refresh_masks(conn, image_id)
+        return LabelRecord(int(cur.lastrowid or 0), image_id, finding, value, author, reason, now)
 
-    def remove_label(self, uid: str, *, author: str = "", command: str | None = None,
-                     via: str = "undo") -> bool:
-        """Undo a human decision: its row goes; earlier decisions (or the dataset) show again.
-        Returns False when the row is not there (nothing to undo)."""
+    def remove_label(self, record_id: int) -> None:
+        """Undo a human decision: the row it added goes; earlier decisions (or the dataset) show again."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT image_id, finding, value, reason FROM labels WHERE uid = ?",
-                               (uid,)).fetchone()
+            row = conn.execute("SELECT image_id FROM labels WHERE id = ?", (record_id,)).fetchone()
             if row is None:
-                return False
-            image_id, finding, value, reason = row
-            conn.execute("DELETE FROM labels WHERE uid = ?", (uid,))
-            self._refresh_masks(conn, image_id, author=author, command=command, via=via)
-            audit.record(conn, author=author or "unknown", image_id=image_id, action="label",
-                         target=finding, before={"value": value, "uid": uid},
-                         after=self._label_state(conn, image_id, finding), reason=reason,
-                         model=self._shown_model(conn, image_id), command=command, via=via)
-        return True
+                return
+            conn.execute("DELETE FROM labels WHERE id = ?", (record_id,))
+            self._refresh_masks(conn, row[0])
 
-    @staticmethod
-    def _label_state(conn: sqlite3.Connection, image_id: int, finding: str) -> dict[str, Any]:
-        """The finding's current value and the human row deciding it (None: the dataset's)."""
-        row = conn.execute("SELECT value, uid FROM labels WHERE image_id = ? AND finding = ? "
-                           "ORDER BY id DESC LIMIT 1", (image_id, finding)).fetchone()
-        if row is not None:
-            return {"value": row[0], "uid": row[1]}
-        image = conn.execute("SELECT dataset_labelled, dataset_mask FROM images WHERE id = ?",
-                             (image_id,)).fetchone()
-        if image is None or not image[0]:
-            return {"value": None, "uid": None}
-        return {"value": PRESENT if image[1] & FINDING_BIT[finding] else ABSENT, "uid": None}
-
-    @staticmethod
-    def _shown_model(conn: sqlite3.Connection, image_id: int) -> str | None:
-        """The model whose opinion the review panel shows for the image (its latest prediction)."""
-        row = conn.execute("SELECT model FROM predictions WHERE image_id = ? ORDER BY created DESC LIMIT 1",
-                           (image_id,)).fetchone()
-        return row[0] if row else None
-
-    def _refresh_masks(self, conn: sqlite3.Connection, image_id: int, *, author: str = "",
-                       command: str | None = None, via: str = "do") -> None:
-        """Current-label masks from the decisions, and the review state following them: a reviewed
-        image is "corrected" while it differs from the dataset and "confirmed" when it agrees again."""
-        row = conn.execute("SELECT dataset_mask FROM images WHERE id = ?", (image_id,)).fetchone()
-        if row is None:
-            raise WorkspaceError(f"no image with id {image_id}")
+    def _refresh_masks(self, conn: sqlite3.Connection, image_id: int) -> None:
+        dataset_mask = conn.execute("SELECT dataset_mask FROM images WHERE id = ?", (image_id,)).fetchone()[0]
         latest: dict[str, str] = {}
         for finding, value in conn.execute("SELECT finding, value FROM labels WHERE image_id = ? ORDER BY id",
                                            (image_id,)):
             latest[finding] = value
-        current, uncertain, human = row[0], 0, 0
+        current, uncertain, human = dataset_mask, 0, 0
         for finding, value in latest.items():
             bit = FINDING_BIT[finding]
             human |= bit
@@ -468,64 +439,29 @@ class Workspace(BoxStore):
                 uncertain |= bit
         conn.execute("UPDATE images SET current_mask = ?, uncertain_mask = ?, human_mask = ? WHERE id = ?",
                      (current, uncertain, human, image_id))
-        follow_review_state(conn, image_id, author=author, command=command, via=via)
 
     # -- review state ---------------------------------------------------------------------
-    def set_review(self, image_id: int, state: str, *, author: str, note: str | None = None,
-                   expect_version: int | None = None, set_version: int | None = None,
-                   command: str | None = None, via: str = "do") -> ReviewChange:
-        """Set the review state (and note). A reviewed state is "corrected" when the image differs
-        from the dataset, else "confirmed". ``expect_version``: refuse (EditConflict) unless the
-        row is still at that version (redo must not overwrite someone else's later decision);
-        ``set_version``: the version to leave (a redo puts back the one its first doing left)."""
+    def set_review(self, image_id: int, state: str, *, author: str, note: str | None = None
+                   ) -> tuple[str, str, str | None, float | None]:
+        """Set the review state (and note); returns the previous (state, note, by, at) for undo."""
         if state not in REVIEW_STATES:
             raise WorkspaceError(f"review state must be one of {', '.join(REVIEW_STATES)}")
         with self.transaction() as conn:
-            old = conn.execute("SELECT review_state, note, reviewed_by, reviewed_at, review_version, "
-                               "reviewed_by FROM images WHERE id = ?", (image_id,)).fetchone()
+            old = conn.execute("SELECT review_state, note, reviewed_by, reviewed_at FROM images WHERE id = ?",
+                               (image_id,)).fetchone()
             if old is None:
                 raise WorkspaceError(f"no image with id {image_id}")
-            if expect_version is not None and old[4] != expect_version:
-                raise EditConflict(f"the review of this image was changed since by {old[5] or 'someone'}; "
-                                   "their decision is kept")
-            if state in (CONFIRMED, CORRECTED):
-                state = CORRECTED if image_differs(conn, image_id) else CONFIRMED
-            new_note = old[1] if note is None else note
             at = None if state == UNREVIEWED else time.time()
             by = None if state == UNREVIEWED else author
-            version = int(old[4]) + 1 if set_version is None else set_version
-            conn.execute("UPDATE images SET review_state = ?, note = ?, reviewed_by = ?, reviewed_at = ?, "
-                         "review_version = ? WHERE id = ?", (state, new_note, by, at, version, image_id))
-            action = "review" if state != old[0] or note is None else "note"
-            audit.record(conn, author=author, image_id=image_id, action=action,
-                         before={"state": old[0], "note": old[1]}, after={"state": state, "note": new_note},
-                         note=new_note if action == "note" else None, model=self._shown_model(conn, image_id),
-                         command=command, via=via)
-        return ReviewChange((old[0], old[1], old[2], old[3]), version)
+            conn.execute("UPDATE images SET review_state = ?, note = ?, reviewed_by = ?, reviewed_at = ? "
+                         "WHERE id = ?", (state, old[1] if note is None else note, by, at, image_id))
+        return (old[0], old[1], old[2], old[3])
 
-    def restore_review(self, image_id: int, previous: tuple[str, str, str | None, float | None], *,
-                       expect_version: int | None = None, restore_version: int | None = None,
-                       author: str = "", command: str | None = None, via: str = "undo") -> int:
-        """Put back what :meth:`set_review` replaced, and the row version it had (so an earlier undo of
-        the same annotator still matches); EditConflict when someone decided since (``expect_version``
-        no longer matches). Returns the row version now."""
+    def restore_review(self, image_id: int, previous: tuple[str, str, str | None, float | None]) -> None:
         state, note, by, at = previous
         with self.transaction() as conn:
-            old = conn.execute("SELECT review_state, note, review_version, reviewed_by FROM images "
-                               "WHERE id = ?", (image_id,)).fetchone()
-            if old is None:
-                raise WorkspaceError(f"no image with id {image_id}")
-            if expect_version is not None and old[2] != expect_version:
-                raise EditConflict(f"the review of this image was changed since by {old[3] or 'someone'}; "
-                                   "their decision is kept")
-            version = int(old[2]) + 1 if restore_version is None else restore_version
-            conn.execute("UPDATE images SET review_state = ?, note = ?, reviewed_by = ?, reviewed_at = ?, "
-                         "review_version = ? WHERE id = ?", (state, note, by, at, version, image_id))
-            action = "review" if state != old[0] else "note"
-            audit.record(conn, author=author or "unknown", image_id=image_id, action=action,
-                         before={"state": old[0], "note": old[1]}, after={"state": state, "note": note},
-                         command=command, via=via)
-        return version
+            conn.execute("UPDATE images SET review_state = ?, note = ?, reviewed_by = ?, reviewed_at = ? "
+                         "WHERE id = ?", (state, note, by, at, image_id))
 
     def review_progress(self) -> tuple[int, int]:
         """(reviewed, total) over images present on disk."""
@@ -539,24 +475,115 @@ class Workspace(BoxStore):
         for start in range(0, len(files), 900):  # SQLite's bound-parameter limit
             chunk = files[start:start + 900]
             marks = ",".join("?" * len(chunk))
-            found.update(file for (file,) in self.fetchall(
+            found.update(file for (file,) in self.execute(
                 f"SELECT file FROM images WHERE review_state = 'unreviewed' AND file IN ({marks})", chunk))
         return found
 
     def reviewed_count(self, *, excluding_patients: set[int]) -> int:
-        """Reviewed images present on disk whose patient is not in ``excluding_patients`` (the locked
-        evaluation set): the images a fine-tune on corrections trains on. A reviewed image of a
-        reserved NIH patient counts: the user's own corrections are never left out silently."""
+        """Reviewed images present on disk whose patient is neither in ``excluding_patients`` nor
+        reserved (NIH patient ID divisible by 5: never trained or tuned on)."""
         row = self.execute("SELECT COUNT(*) FROM images WHERE present = 1 AND review_state != 'unreviewed' "
-                           "AND (patient_id IS NULL OR patient_id NOT IN (SELECT value FROM json_each(?)))",
-                           (json.dumps(sorted(excluding_patients)),)).fetchone()
+                           "AND (patient_id IS NULL OR (patient_id NOT IN (SELECT value FROM json_each(?)) "
+                           "AND patient_id % 5 != 0))", (json.dumps(sorted(excluding_patients)),)).fetchone()
         return int(row[0])
 
     def patient_image_counts(self) -> dict[int, int]:
         """Images present on disk per known patient."""
-        rows = self.fetchall("SELECT patient_id, COUNT(*) FROM images WHERE present = 1 "
-                             "AND patient_id IS NOT NULL GROUP BY patient_id")
+        rows = self.execute("SELECT patient_id, COUNT(*) FROM images WHERE present = 1 "
+                            "AND patient_id IS NOT NULL GROUP BY patient_id")
         return {int(pid): int(n) for pid, n in rows}
+
+    # -- boxes ----------------------------------------------------------------------------
+    def boxes(self, image_id: int, *, source: str | None = None,
+              include_deleted: bool = False) -> list[BoxRecord]:
+        sql = ("SELECT id, image_id, finding, x, y, w, h, source, author, created, deleted, origin_id "
+               "FROM boxes WHERE image_id = ?")
+        params: list[Any] = [image_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        return [_box(r) for r in self.execute(sql + " ORDER BY id", params).fetchall()]
+
+    def answer_boxes(self, image_id: int) -> list[BoxRecord]:
+        """The boxes that count: human ones once a human edited this image's boxes, else the dataset's."""
+        edited = self.execute("SELECT boxes_edited FROM images WHERE id = ?", (image_id,)).fetchone()
+        return self.boxes(image_id, source="human" if edited and edited[0] else "dataset")
+
+    def take_over_boxes(self, image_id: int, *, author: str) -> list[int]:
+        """First human box edit on an image: copy its dataset boxes as human boxes (ids returned)."""
+        with self.transaction() as conn:
+            edited = conn.execute("SELECT boxes_edited FROM images WHERE id = ?", (image_id,)).fetchone()
+            if edited is None:
+                raise WorkspaceError(f"no image with id {image_id}")
+            if edited[0]:
+                return []
+            now = time.time()
+            ids = []
+            for row in conn.execute("SELECT id, finding, x, y, w, h FROM boxes WHERE image_id = ? AND "
+                                    "source = 'dataset' AND deleted = 0 ORDER BY id", (image_id,)).fetchall():
+                cur = conn.execute("INSERT INTO boxes(image_id, finding, x, y, w, h, source, author, "
+                                   "created, origin_id) VALUES (?, ?, ?, ?, ?, ?, 'human', ?, ?, ?)",
+                                   (image_id, row[1], row[2], row[3], row[4], row[5], author, now, row[0]))
+                ids.append(int(cur.lastrowid or 0))
+            conn.execute("UPDATE images SET boxes_edited = 1 WHERE id = ?", (image_id,))
+            return ids
+
+    def undo_take_over(self, image_id: int, box_ids: list[int]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM boxes WHERE id = ? AND source = 'human'", [(i,) for i in box_ids])
+            conn.execute("UPDATE images SET boxes_edited = 0 WHERE id = ?", (image_id,))
+
+    def add_box(self, image_id: int, finding: str, rect: tuple[float, float, float, float], *,
+                author: str, source: str = "human", origin_id: int | None = None,
+                box_id: int | None = None) -> int:
+        if finding not in FINDING_BIT:
+            raise WorkspaceError(f"unknown finding {finding!r}")
+        x, y, w, h = (float(v) for v in rect)
+        if w <= 0 or h <= 0:
+            raise WorkspaceError("a box needs a positive width and height")
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO boxes(id, image_id, finding, x, y, w, h, source, author, "
+                               "created, origin_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               (box_id, image_id, finding, x, y, w, h, source, author, time.time(),
+                                origin_id))
+            if source == "human":
+                conn.execute("UPDATE images SET boxes_edited = 1 WHERE id = ?", (image_id,))
+            return int(cur.lastrowid or 0)
+
+    def box(self, box_id: int) -> BoxRecord:
+        row = self.execute("SELECT id, image_id, finding, x, y, w, h, source, author, created, deleted, "
+                           "origin_id FROM boxes WHERE id = ?", (box_id,)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no box with id {box_id}")
+        return _box(row)
+
+    def update_box(self, box_id: int, *, rect: tuple[float, float, float, float] | None = None,
+                   finding: str | None = None) -> None:
+        """Move/resize or relabel a human box (dataset boxes are never changed)."""
+        current = self.box(box_id)
+        if current.source != "human":
+            raise WorkspaceError("dataset boxes are kept as they were; edit a human copy")
+        if finding is not None and finding not in FINDING_BIT:
+            raise WorkspaceError(f"unknown finding {finding!r}")
+        x, y, w, h = rect if rect is not None else current.rect()
+        if w <= 0 or h <= 0:
+            raise WorkspaceError("a box needs a positive width and height")
+        with self.transaction() as conn:
+            conn.execute("UPDATE boxes SET x = ?, y = ?, w = ?, h = ?, finding = ? WHERE id = ?",
+                         (x, y, w, h, finding or current.finding, box_id))
+
+    def set_box_deleted(self, box_id: int, deleted: bool) -> None:
+        if self.box(box_id).source != "human":
+            raise WorkspaceError("dataset boxes are kept as they were; edit a human copy")
+        with self.transaction() as conn:
+            conn.execute("UPDATE boxes SET deleted = ? WHERE id = ?", (int(deleted), box_id))
+
+    def purge_box(self, box_id: int) -> None:
+        """Remove a human box row entirely (undo of adding it)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM boxes WHERE id = ? AND source = 'human'", (box_id,))
 
     # -- predictions ----------------------------------------------------------------------
     def store_predictions(self, model: str, rows: dict[int, list[float]],
@@ -593,7 +620,7 @@ class Workspace(BoxStore):
         for chunk in chunks:
             params: list[Any] = [model, *chunk]
             where = f" AND image_id IN ({','.join('?' * len(chunk))})" if image_ids is not None else ""
-            for image_id, probs, oos in self.fetchall(sql + where, params):
+            for image_id, probs, oos in self.execute(sql + where, params):
                 out[int(image_id)] = (json.loads(probs), None if oos is None else bool(oos))
         return out
 
@@ -607,18 +634,15 @@ class Workspace(BoxStore):
                 [(s.get("triage"), s.get("mislabel"), s.get("finding"), s.get("label"), s.get("probability"),
                   s.get("disagreements"), model, image_id) for image_id, s in scores.items()])
 
-    # -- undo history ---------------------------------------------------------------------
-    def history_rows(self, author: str) -> list[tuple[int, str, str]]:
-        """(seq, "done" | "undone", command JSON) of an annotator's saved undo stack, oldest first."""
-        return [(int(s), str(st), str(c)) for s, st, c in self.fetchall(
-            "SELECT seq, state, command FROM undo_history WHERE author = ? ORDER BY seq", (author,))]
 
-
-def image_from_row(row: tuple[Any, ...]) -> ImageRecord:
+def _image(row: tuple[Any, ...]) -> ImageRecord:
     values = list(row)
     for i in (3, 11, 20):  # present, dataset_labelled, boxes_edited
         values[i] = bool(values[i])
     return ImageRecord(*values)
 
 
-_image = image_from_row  # the worklist's name for it
+def _box(row: tuple[Any, ...]) -> BoxRecord:
+    values = list(row)
+    values[10] = bool(values[10])
+    return BoxRecord(*values)

@@ -76,8 +76,8 @@ def test_label_decisions_keep_provenance_and_undo_exactly(ws: Workspace) -> None
     image = ws.image_by_file("00029548_015.png")
     assert image is not None
     stack = UndoStack(ws)
-    stack.push(SetLabel(image.id, "ann", finding="Effusion", value=ABSENT, reason="not_visible"))
-    stack.push(SetLabel(image.id, "ann", finding="Mass", value=UNCERTAIN))
+    stack.push(SetLabel(image.id, "Effusion", ABSENT, "ann", "not_visible"))
+    stack.push(SetLabel(image.id, "Mass", UNCERTAIN, "ann"))
     states = {f.finding: f for f in ws.findings(image.id)}
     assert states["Effusion"].dataset == PRESENT  # the original is kept…
     assert states["Effusion"].human is not None and states["Effusion"].human.reason == "not_visible"
@@ -99,9 +99,9 @@ def test_review_state_undo_redo(ws: Workspace) -> None:
     image = ws.image_by_file("00000001_000.png")
     assert image is not None
     stack = UndoStack(ws)
-    stack.push(SetReview(image.id, "ann", state="flagged", note="check old film"))
+    stack.push(SetReview(image.id, "flagged", "ann", note="check old film"))
     assert ws.image(image.id).review_state == "flagged" and ws.image(image.id).note == "check old film"
-    stack.push(SetReview(image.id, "ann", state="confirmed"))
+    stack.push(SetReview(image.id, "confirmed", "ann"))
     assert ws.image(image.id).note == "check old film"  # note kept when not given
     assert ws.review_progress()[0] == 1
     stack.undo()
@@ -120,16 +120,16 @@ def test_box_commands_take_over_dataset_boxes_and_undo(ws: Workspace) -> None:
     # moving a dataset box edits a human copy; the original stays as it was
     gesture = object()
     first = dataset[0]
-    stack.push(EditBox(image_id, "ann", box=first.uid, rect=(10, 10, 50, 50), gesture=gesture))
-    stack.push(EditBox(image_id, "ann", box=first.uid, rect=(12, 14, 50, 50), gesture=gesture))
-    assert len(stack.done()) == 1  # one drag = one step
+    stack.push(EditBox(image_id, "ann", box_id=first.id, rect=(10, 10, 50, 50), gesture=gesture))
+    stack.push(EditBox(image_id, "ann", box_id=first.id, rect=(12, 14, 50, 50), gesture=gesture))
+    assert len(stack._done) == 1  # one drag = one step
     answer = ws.answer_boxes(image_id)
     assert len(answer) == len(dataset) and all(b.source == "human" for b in answer)
-    moved = next(b for b in answer if b.origin == first.uid)
+    moved = next(b for b in answer if b.origin_id == first.id)
     assert moved.rect() == (12, 14, 50, 50)
-    assert ws.box(first.uid).rect() == first.rect()
-    stack.push(EditBox(image_id, "ann", box=moved.uid, finding="Nodule"))
-    stack.push(DeleteBox(image_id, "ann", box=dataset[1].uid))
+    assert ws.box(first.id).rect() == first.rect()
+    stack.push(EditBox(image_id, "ann", box_id=moved.id, finding="Nodule"))
+    stack.push(DeleteBox(image_id, "ann", box_id=dataset[1].id))
     stack.push(AddBox(image_id, "ann", finding="Mass", rect=(100, 100, 40, 30)))
     answer = ws.answer_boxes(image_id)
     assert len(answer) == len(dataset)  # one deleted, one added
