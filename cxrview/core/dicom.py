@@ -349,7 +349,7 @@ _TRUNCATION_WORDS = ("less than expected", "shorter", "truncated", "end of file"
                      "insufficient", "not enough data", "ran out", "unexpected end", "incomplete")
 
 
-def _decode_error(exc: Exception, path: Path, uid: str) -> ImageLoadError:
+def _decode_error(exc: BaseException, path: Path, uid: str) -> ImageLoadError:
     message = str(exc)
     lowered = message.lower()
     if any(word in lowered for word in _TRUNCATION_WORDS):

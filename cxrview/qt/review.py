@@ -13,6 +13,12 @@ auto-advance is on), Shift+F flags, N goes to the next unreviewed image,
 [ and ] step through the same patient's follow-ups, B draws a box for the
 selected finding, A accepts the model's box for it, Del deletes the selected box.
 
+Every edit is made for the image it was started on: the selected finding (what U acts on) is
+cleared when another image is shown, the note and the reason carry the id of the image they
+were entered for (the review dock), and keys typed into text fields stay there
+(``cxrview.qt.text_keys``), so Return in the note or the file filter never confirms an image.
+A reason picked after a toggle applies to the decisions made on that image since it was shown.
+
 Collaborators: the canvas (the shown image, the box layer and tool), the file list (for
 "next unreviewed"), the settings, a notifier, the AI output on screen (read-only, for "accept
 the model's box") and a parent for its dialogs. It asks the window to show images through
@@ -112,6 +118,8 @@ class ReviewController(QObject):
         self.record: ImageRecord | None = None
         self._classifier = classifier
         self._thresholds: dict[str, float] = {}
+        self._shown_id: int | None = None  # the image whose finding selection the dock shows
+        self._visit_edits: set[str] = set()  # findings decided on the shown image since it was shown
         self.dock = ReviewDock()
         self.worklist = WorklistDock()
         qs = settings.qs
@@ -129,6 +137,8 @@ class ReviewController(QObject):
         self.dock.cycle_requested.connect(self._cycle)
         self.dock.finding_selected.connect(self._on_finding_selected)
         self.dock.note_edited.connect(self._on_note)
+        self.dock.note_committed.connect(self.canvas.setFocus)  # review keys work again after Enter
+        self.dock.reason_changed.connect(self._on_reason)
         self.dock.confirm_requested.connect(self.confirm)
         self.dock.flag_requested.connect(self.flag)
         self.dock.next_unreviewed_requested.connect(self.next_unreviewed)
@@ -272,19 +282,25 @@ class ReviewController(QObject):
 
     def image_cleared(self) -> None:
         self.record = None
+        self._shown_id = None
         self.boxes.clear()
         self.dock.clear("No image.")
 
     def refresh(self) -> None:
         if self.ws is None or self.record is None:
             self.boxes.clear()
+            self._shown_id = None
             self.dock.clear("Open a folder or a workspace to review.")
             return
         record = self.record = self.ws.image(self.record.id)
-        selected = self.dock.selected_finding()
+        selected = self.dock.selected_finding() if record.id == self._shown_id else None
+        if record.id != self._shown_id:
+            self._shown_id = record.id
+            self._visit_edits = set()
         self.dock.show_image(record, self.ws.findings(record.id), self._thresholds,
                              self.ws.same_patient(record.id))
-        if selected:
+        self.dock.table.clearSelection()
+        if selected:  # a selection belongs to its image: another image starts with none
             self.dock.select_finding(selected)
         sx, sy = self._box_scale()
         self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x * sx, b.y * sy, b.w * sx, b.h * sy, b.source)
@@ -360,27 +376,50 @@ class ReviewController(QObject):
         if command.image_id != self.record.id:
             self.open_image_id(command.image_id)
 
+    def _set_label(self, finding: str, value: str) -> None:
+        assert self.record is not None
+        if self.push(SetLabel(self.record.id, finding, value, self.author, self.dock.current_reason())):
+            self._visit_edits.add(finding)
+
     def toggle(self, finding: str) -> None:
         if self.record is None:
             return
         self.dock.select_finding(finding)
         current = self.record.current_value(finding)
-        value = ABSENT if current in (PRESENT, UNCERTAIN) else PRESENT
-        self.push(SetLabel(self.record.id, finding, value, self.author, self.dock.current_reason()))
+        self._set_label(finding, ABSENT if current in (PRESENT, UNCERTAIN) else PRESENT)
 
     def _cycle(self, finding: str) -> None:
         if self.record is not None:
-            value = next_value(self.record.current_value(finding))
-            self.push(SetLabel(self.record.id, finding, value, self.author, self.dock.current_reason()))
+            self._set_label(finding, next_value(self.record.current_value(finding)))
 
     def mark_uncertain(self) -> None:
         finding = self.dock.selected_finding()
-        if self.record is not None and finding is not None:
-            self.push(SetLabel(self.record.id, finding, UNCERTAIN, self.author, self.dock.current_reason()))
+        if self.record is None or finding is None:
+            self.notifier.status("Select a finding of this image first (its number key), then U.")
+            return
+        self._set_label(finding, UNCERTAIN)
 
-    def _on_note(self, text: str) -> None:
-        if self.record is not None and text != self.record.note:
-            self.push(SetReview(self.record.id, self.record.review_state, self.author, note=text))
+    def _on_note(self, image_id: int, text: str) -> None:
+        """A note typed for ``image_id`` (perhaps no longer the image on screen) is stored there."""
+        if self.ws is None:
+            return
+        try:
+            record = self.ws.image(image_id)
+        except WorkspaceError:
+            return
+        if text != record.note:
+            self.push(SetReview(image_id, record.review_state, self.author, note=text))
+
+    def _on_reason(self, image_id: int, reason: str | None) -> None:
+        """A reason picked after the edits it explains: those decisions (made on this image since
+        it was shown) get it, each as an undoable step; later edits of the image get it too."""
+        if self.ws is None or self.record is None or image_id != self.record.id or reason is None:
+            return
+        humans = {f.finding: f.human for f in self.ws.findings(image_id) if f.human is not None}
+        for finding in sorted(self._visit_edits):
+            human = humans.get(finding)
+            if human is not None and human.reason != reason:
+                self.push(SetLabel(image_id, finding, human.value, self.author, reason))
 
     def confirm(self) -> None:
         if self.record is None:

@@ -22,7 +22,8 @@ from tests.unit.dicom_factory import make_dicom, phantom
 def test_presentation_lut_shape_inverse_inverts_display_and_model_view(tmp_path: Path) -> None:
     pixels = phantom(top=4000)
     plain = load_image(make_dicom(tmp_path / "a.dcm", pixels, bits_stored=12))
-    inverse = load_image(make_dicom(tmp_path / "b.dcm", pixels, bits_stored=12, PresentationLUTShape="INVERSE"))
+    inverse = load_image(make_dicom(tmp_path / "b.dcm", pixels, bits_stored=12,
+                                    PresentationLUTShape="INVERSE"))
     assert inverse.is_inverted and not plain.is_inverted
     assert np.array_equal(render_display(inverse, plain.presets["auto"]),
                           255 - render_display(plain, plain.presets["auto"]))
@@ -32,7 +33,8 @@ def test_presentation_lut_shape_inverse_inverts_display_and_model_view(tmp_path:
     # MONOCHROME1 with the INVERSE the standard requires is inverted once, not twice.
     mono1 = load_image(make_dicom(tmp_path / "c.dcm", pixels, bits_stored=12, photometric="MONOCHROME1",
                                   PresentationLUTShape="INVERSE"))
-    mono1_plain = load_image(make_dicom(tmp_path / "d.dcm", pixels, bits_stored=12, photometric="MONOCHROME1"))
+    mono1_plain = load_image(make_dicom(tmp_path / "d.dcm", pixels, bits_stored=12,
+                                        photometric="MONOCHROME1"))
     assert np.array_equal(render_display(mono1), render_display(mono1_plain))
 
 
@@ -52,7 +54,8 @@ def test_bone_preset_is_never_a_two_tone_silhouette(tmp_path: Path, bits: int) -
 
 
 def test_preset_names_have_fixed_keys(tmp_path: Path) -> None:
-    image = load_image(make_dicom(tmp_path / "w.dcm", phantom(), WindowCenter=[100, 200], WindowWidth=[50, 80]))
+    image = load_image(make_dicom(tmp_path / "w.dcm", phantom(), WindowCenter=[100, 200],
+                                  WindowWidth=[50, 80]))
     names = list(image.presets)
     assert file_window_names(names) == ["file 1", "file 2"]
     assert set(STANDARD_PRESETS[:5]) <= set(names)
@@ -72,7 +75,8 @@ def test_corner_text_fills_known_fields_and_drops_empty_lines(dicom_dir: Path) -
 
 def test_lossy_badge(dicom_dir: Path, nih_dir: Path) -> None:
     assert lossy_badge(load_image(dicom_dir / "chest_cr_mono1_15bit_jpeg2000_lossy.dcm")) == "LOSSY 10:1"
-    assert lossy_badge(load_image(dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm")) == "LOSSY (ISO_10918_1)"
+    baseline = dicom_dir / "chest_cr_mono2_8bit_jpeg_baseline.dcm"
+    assert lossy_badge(load_image(baseline)) == "LOSSY (ISO_10918_1)"
     assert lossy_badge(load_image(dicom_dir / "extremity_cr_mono1_10bit_jpeg2000_lossless.dcm")) is None
     assert lossy_badge(load_image(next(nih_dir.glob("*.png")))) is None
 

@@ -1,6 +1,11 @@
 """The Review panel: the image's labels side by side (dataset · model · decision), reason, note,
 review state and the same patient's other films. Pure view: the review controller fills it and
-turns its signals into commands."""
+turns its signals into commands.
+
+Edits made here carry the id of the image they were typed for (``note_edited(image_id, text)``,
+``reason_changed(image_id, reason)``): a note still being typed when another image is shown is
+saved on the image it was typed for, never on the new one. The reason starts at "(none)" on
+every image, so a reason chosen for one image is never attached to another's edits."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from PySide6.QtWidgets import (
 from cxrview.core.findings import ABSENT, NIH_FINDINGS, PRESENT, REASON_CODES, UNCERTAIN
 from cxrview.core.workspace import FindingState, ImageRecord
 from cxrview.qt.compat import emit
+from cxrview.qt.text_keys import keep_keys
 
 VALUE_COLORS = {PRESENT: QColor(235, 110, 90), ABSENT: QColor(140, 200, 140), UNCERTAIN: QColor(240, 200, 80)}
 STATE_TEXT = {"unreviewed": "Unreviewed", "confirmed": "Confirmed ✓", "corrected": "Corrected ✎",
@@ -42,7 +48,9 @@ def finding_key(index: int) -> str:
 class ReviewDock(QDockWidget):
     cycle_requested = Signal(str)  # finding: present → absent → uncertain → present
     finding_selected = Signal(str)
-    note_edited = Signal(str)
+    note_edited = Signal(int, str)  # image id the note was typed for, the text
+    note_committed = Signal()  # Return in the note field: typing is over (focus may go back)
+    reason_changed = Signal(int, object)  # image id shown when the reason was picked, reason or None
     confirm_requested = Signal()
     flag_requested = Signal()
     next_unreviewed_requested = Signal()
@@ -93,12 +101,17 @@ class ReviewDock(QDockWidget):
         for key, text in REASON_CODES.items():
             self.reason.addItem(text, key)
         self.reason.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.reason.currentIndexChanged.connect(self._on_reason)
         reason_row.addWidget(self.reason, 1)
         layout.addLayout(reason_row)
         self.note = QLineEdit(body)
         self.note.setObjectName("review_note")
         self.note.setPlaceholderText("Note (Enter to save)")
         self.note.editingFinished.connect(self._on_note)
+        self.note.returnPressed.connect(lambda: emit(self.note_committed))
+        keep_keys(self.note)
+        self._image_id: int | None = None  # the image shown (what the note and reason belong to)
+        self._note_saved = ""  # its stored note, to tell an edit from the text as shown
         layout.addWidget(self.note)
 
         buttons = QHBoxLayout()
@@ -175,8 +188,16 @@ class ReviewDock(QDockWidget):
                 reason = REASON_CODES.get(f.human.reason or "", "")
                 tip = f"Decided by {f.human.author}" + (f": {reason}" if reason else "")
             item.setToolTip(tip)
-        if not self.note.hasFocus():
+        if record.id != self._image_id:
+            self._flush_note()  # typed for the previous image: saved there, not here
+            self._image_id = record.id
             self.note.setText(record.note)
+            self.reason.blockSignals(True)
+            self.reason.setCurrentIndex(0)  # a reason is chosen per image, never carried over
+            self.reason.blockSignals(False)
+        elif not self.note.hasFocus() or self.note.text() == self._note_saved:
+            self.note.setText(record.note)
+        self._note_saved = record.note
         self.patient_list.clear()
         for other in same_patient:
             prefix = f"#{other.follow_up}  " if other.follow_up is not None else ""
@@ -192,6 +213,12 @@ class ReviewDock(QDockWidget):
             self.patient_list.addItem(entry)
 
     def clear(self, message: str) -> None:
+        self._flush_note()
+        self._image_id = None
+        self.note.clear()
+        self.reason.blockSignals(True)
+        self.reason.setCurrentIndex(0)
+        self.reason.blockSignals(False)
         self.header.setText(message)
         self.state_label.setText("")
         for row in range(len(NIH_FINDINGS)):
@@ -226,8 +253,21 @@ class ReviewDock(QDockWidget):
         if col == 4:
             emit(self.cycle_requested, NIH_FINDINGS[row])
 
+    def shown_image_id(self) -> int | None:
+        return self._image_id
+
+    def _flush_note(self) -> None:
+        if self._image_id is not None and self.note.text() != self._note_saved:
+            image_id, text = self._image_id, self.note.text()
+            self._note_saved = text
+            emit(self.note_edited, image_id, text)
+
     def _on_note(self) -> None:
-        emit(self.note_edited, self.note.text())
+        self._flush_note()
+
+    def _on_reason(self, _index: int) -> None:
+        if self._image_id is not None:
+            emit(self.reason_changed, self._image_id, self.current_reason())
 
     def _on_patient_item(self, item: QListWidgetItem) -> None:
         image_id = item.data(Qt.ItemDataRole.UserRole)
