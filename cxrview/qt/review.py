@@ -52,7 +52,13 @@ from cxrview.core.findings import (
     UNCERTAIN,
 )
 from cxrview.core.worklist import WorklistQuery, count, query_images
-from cxrview.core.workspace import ImageRecord, Workspace, WorkspaceError, default_workspace_path
+from cxrview.core.workspace import (
+    ImageRecord,
+    Workspace,
+    WorkspaceError,
+    default_workspace_path,
+    not_trained_reason,
+)
 from cxrview.qt.actions import ActionSet, ActionSpec
 from cxrview.qt.compat import emit
 from cxrview.qt.docks.review_dock import ReviewDock, finding_key, next_value
@@ -144,6 +150,7 @@ class ReviewController(QObject):
         self.dock.next_unreviewed_requested.connect(self.next_unreviewed)
         self.dock.open_image_requested.connect(self.open_image_id)
         self.worklist.query_changed.connect(self.apply_query)
+        self.worklist.set_sort(str(qs.value("review/worklist_sort", "file") or "file"))  # as left
         self.actions = ActionSet(self, self._action_specs())
         self.actions.adopt("review.panels", self.dock.toggleViewAction())
         self.actions.adopt("review.panels", self.worklist.toggleViewAction())
@@ -253,9 +260,17 @@ class ReviewController(QObject):
         return self.ws.path if self.ws is not None else None
 
     # -- worklist ---------------------------------------------------------------------------
+    def last_session(self) -> tuple[str, str | None] | None:
+        """(workspace path, image file name) the reviewer last worked on, if the workspace is there."""
+        path = str(self.settings.qs.value("review/last_workspace", "") or "")
+        if not path or not Path(path).is_file():
+            return None
+        return path, str(self.settings.qs.value("review/last_image", "") or "") or None
+
     def apply_query(self, query: WorklistQuery) -> None:
         if self.ws is None:
             return
+        self.settings.qs.setValue("review/worklist_sort", query.sort)
         start = time.perf_counter()
         query.limit = WORKLIST_LIMIT
         try:
@@ -278,6 +293,8 @@ class ReviewController(QObject):
             if self.record is None:
                 self.attach_files([path])
                 self.record = self.ws.image_by_file(path) if self.ws is not None else None
+        if self.record is not None:
+            self.settings.qs.setValue("review/last_image", self.record.file)  # resume here next time
         self.refresh()
 
     def image_cleared(self) -> None:
@@ -298,12 +315,14 @@ class ReviewController(QObject):
             self._shown_id = record.id
             self._visit_edits = set()
         self.dock.show_image(record, self.ws.findings(record.id), self._thresholds,
-                             self.ws.same_patient(record.id))
+                             self.ws.same_patient(record.id),
+                             not_trained=not_trained_reason(record, self.ws.locked_patients()))
         self.dock.table.clearSelection()
         if selected:  # a selection belongs to its image: another image starts with none
             self.dock.select_finding(selected)
         sx, sy = self._box_scale()
-        self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x * sx, b.y * sy, b.w * sx, b.h * sy, b.source)
+        self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x * sx, b.y * sy, b.w * sx, b.h * sy,
+                                          "model" if b.accepted_from else b.source)
                               for b in self.ws.answer_boxes(record.id)])
         reviewed, present = self.ws.review_progress()
         self.worklist.progress.setMaximum(max(present, 1))
@@ -488,7 +507,9 @@ class ReviewController(QObject):
         if self.record is None or finding is None:
             self.notifier.status("Select a finding first: the box needs one.")
             return
-        self.push(AddBox(self.record.id, self.author, finding=finding, rect=self._to_stored(rect)))
+        if self.push(AddBox(self.record.id, self.author, finding=finding, rect=self._to_stored(rect))):
+            self.draw_action.setChecked(False)  # one box per B: the next drag selects or moves again
+            self._sync_draw_mode()
 
     def _on_box_changed(self, box_id: int, rect: tuple[float, float, float, float]) -> None:
         if self.record is not None:
@@ -535,14 +556,27 @@ class ReviewController(QObject):
             return
         best = max(boxes, key=lambda b: b.get("score", 0.0))
         self.push(AddBox(self.record.id, self.author, finding=finding,
-                         rect=self._to_stored((best["x"], best["y"], best["w"], best["h"]))))
+                         rect=self._to_stored((best["x"], best["y"], best["w"], best["h"])),
+                         accepted_from=str(shown.get("model") or "model")))
 
     # -- state ------------------------------------------------------------------------------
     def _on_stack_changed(self, command: Command | None) -> None:
+        if isinstance(command, SetLabel) and self.ws is not None:
+            self._refresh_scores(command.image_id)
         if command is not None and self.record is not None and command.image_id == self.record.id:
             self.refresh()
         self._update_actions()
         emit(self.dirty_changed)
+
+    def _refresh_scores(self, image_id: int) -> None:
+        """A label changed: the image's mislabel score and suspect follow (its last scoring's model)."""
+        from cxrview.core.mislabel import refresh_scores
+
+        assert self.ws is not None
+        try:
+            refresh_scores(self.ws, image_id)
+        except (WorkspaceError, OSError, ValueError) as exc:
+            log.warning("could not refresh the scores of image %s: %s", image_id, exc)
 
     def _update_actions(self) -> None:
         stack = self.stack

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 
 from cxrview.core.findings import NIH_FINDINGS
 from cxrview.core.workspace import Workspace
@@ -120,3 +120,110 @@ def test_u_acts_only_on_a_finding_selected_on_this_image(qtbot, nih_review):
     _key(qtbot, window, Qt.Key.Key_3)
     _key(qtbot, window, Qt.Key.Key_U)
     assert _human(path, Path(second).name) == {"Consolidation": ("uncertain", None)}
+
+
+# -- defect 7: boxes ----------------------------------------------------------------------------
+def _show(qtbot, window, name: str) -> None:
+    with qtbot.waitSignal(window.image_shown, timeout=20000):
+        window.show_path(str(next(p for p in window.file_dock.paths() if p.endswith(name))))
+    qtbot.waitUntil(lambda: window.review.record is not None and window.review.record.file == name)
+
+
+def test_boxes_stay_inside_the_image_and_draw_mode_ends_with_the_box(qtbot, nih_review):
+    window, path = nih_review
+    review = window.review
+    _show(qtbot, window, "00030183_005.png")
+    width, height = window.canvas.image().width, window.canvas.image().height
+    _key(qtbot, window, Qt.Key.Key_0)  # Mass
+    _key(qtbot, window, Qt.Key.Key_B)
+    tool = review.tool
+    assert tool.press(QPointF(width - 40, 20), 2.0)
+    tool.release(QPointF(width + 50, 60))  # dragged past the right edge: cut there
+    (drawn,) = review.boxes.boxes()
+    assert drawn.x + drawn.w <= width and not tool.draw_mode
+    assert tool.press(QPointF(drawn.x + 5, drawn.y + 5), 2.0)  # move it far right and down
+    tool.move(QPointF(drawn.x + 5 + 3 * width, drawn.y + 5 + 3 * height))
+    tool.release(QPointF(drawn.x + 5 + 3 * width, drawn.y + 5 + 3 * height))
+    (moved,) = review.boxes.boxes()
+    assert (moved.w, moved.h) == (drawn.w, drawn.h)  # a move keeps the size…
+    assert moved.x + moved.w <= width and moved.y + moved.h <= height  # …and stops at the edge
+    with Workspace(path) as ws:
+        (box,) = ws.answer_boxes(review.record.id)
+        assert box.x + box.w <= 1024 + 1e-6 and box.y + box.h <= 1024 + 1e-6  # NIH's frame
+
+
+class _ShownModel:
+    def __init__(self, shown):
+        self.shown = shown
+
+    def output_withheld(self) -> bool:
+        return False
+
+
+def test_an_accepted_model_box_is_stored_as_the_models(qtbot, nih_review):
+    window, path = nih_review
+    review = window.review
+    _show(qtbot, window, "00030183_005.png")
+    review.model_output = _ShownModel({"model": "classifier@9#abc", "boxes": [
+        {"finding": "Mass", "x": 30.0, "y": 40.0, "w": 50.0, "h": 60.0, "score": 0.8}]})
+    _key(qtbot, window, Qt.Key.Key_0)  # Mass selected (and toggled)
+    _key(qtbot, window, Qt.Key.Key_A)
+    (shown,) = review.boxes.boxes()
+    assert shown.source == "model"  # drawn as the model's box, not as one drawn by hand
+    with Workspace(path) as ws:
+        (box,) = ws.answer_boxes(review.record.id)
+        assert box.accepted_from == "classifier@9#abc" and box.author == review.author
+    _key(qtbot, window, Qt.Key.Key_B)
+    assert review.tool.press(QPointF(100, 100), 2.0)
+    review.tool.release(QPointF(140, 150))
+    with Workspace(path) as ws:
+        drawn = [b for b in ws.answer_boxes(review.record.id) if b.accepted_from is None]
+        assert len(drawn) == 1 and drawn[0].source == "human"
+
+
+# -- defect 8: what fine-tuning will learn from is visible -----------------------------------------
+def test_the_review_panel_and_the_finetune_estimate_say_what_is_trainable(qtbot, nih_review):
+    from cxrview.finetune_orchestration import FinetuneOptions
+    from cxrview.inference.shipped import shipped_bundle
+
+    window, _ = nih_review
+    review = window.review
+    records = [review.ws.image_by_file(Path(p).name) for p in window.file_dock.paths()]
+    reserved = next(r for r in records if r.patient_id % 5 == 0)
+    trainable = next(r for r in records if r.patient_id % 5 != 0)
+    review.ws.set_meta("locked_patients", "[]")  # none locked: only the reserved rule applies
+    _show(qtbot, window, reserved.file)
+    assert "reserved" in review.dock.training_badge.text() and not review.dock.training_badge.isHidden()
+    _show(qtbot, window, trainable.file)
+    assert review.dock.training_badge.isHidden()
+    if not (shipped_bundle("classifier") / "card.json").is_file():
+        return
+    for record in [reserved, *[r for r in records if r.id != reserved.id][:11]]:
+        review.ws.set_review(record.id, "confirmed", author="ann")
+    expected = review.ws.reviewed_count(excluding_patients=review.ws.locked_patients())
+    assert expected < 12  # some of the 12 are reserved patients' films
+    text = window.finetune.estimate_text(FinetuneOptions(epochs=1, replay=0, device="cpu"))
+    assert f"12 image(s) reviewed so far, {expected} of them trainable" in text, text
+    assert f"~{expected} training images" in text  # the estimate is for what will be trained on
+
+
+# -- defect 10: a restart resumes where the reviewer left off ----------------------------------------
+def test_a_new_window_resumes_the_workspace_sort_and_image(qtbot, nih_review):
+    from cxrview.qt.main_window import MainWindow
+
+    window, path = nih_review
+    window.review.worklist.set_sort("patient")
+    target = Path(window.file_dock.paths()[3]).name
+    _show(qtbot, window, target)
+    window.close()  # the app quits
+    second = MainWindow()  # the next start (same settings)
+    qtbot.addWidget(second)
+    second.show()
+    try:
+        assert second.review.worklist.query().sort == "patient"
+        assert second.resume_last_session()
+        qtbot.waitUntil(lambda: second.shown_path() is not None
+                        and Path(second.shown_path()).name == target, timeout=20000)
+        assert second.review.ws is not None and second.review.ws.path == path
+    finally:
+        second.close()

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.core.findings import ABSENT, NIH_FINDINGS, PRESENT, REASON_CODES, UNCERTAIN
-from cxrview.core.workspace import FindingState, ImageRecord
+from cxrview.core.workspace import NOT_TRAINED, FindingState, ImageRecord
 from cxrview.qt.compat import emit
 from cxrview.qt.text_keys import keep_keys
 
@@ -70,8 +70,14 @@ class ReviewDock(QDockWidget):
         bold = QFont(self.state_label.font())
         bold.setBold(True)
         self.state_label.setFont(bold)
+        self.training_badge = QLabel("", body)
+        self.training_badge.setObjectName("review_not_trained")
+        self.training_badge.setWordWrap(True)
+        self.training_badge.setStyleSheet("color: #d0a040")
+        self.training_badge.hide()
         layout.addWidget(self.header)
         layout.addWidget(self.state_label)
+        layout.addWidget(self.training_badge)
 
         self.table = QTableWidget(len(NIH_FINDINGS), len(COLUMNS), body)
         self.table.setObjectName("review_table")
@@ -148,7 +154,8 @@ class ReviewDock(QDockWidget):
 
     # -- filling ------------------------------------------------------------------------
     def show_image(self, record: ImageRecord, findings: list[FindingState], thresholds: dict[str, float],
-                   same_patient: list[ImageRecord]) -> None:
+                   same_patient: list[ImageRecord], *, not_trained: str | None = None) -> None:
+        """``not_trained``: why fine-tuning will not learn from this image (shown as a badge)."""
         self.set_enabled(True)
         bits = [f"<b>{record.file}</b>"]
         if record.patient_id is not None:
@@ -164,6 +171,8 @@ class ReviewDock(QDockWidget):
         if record.suspicion():
             state += f"   — suspected: {record.suspicion()}"
         self.state_label.setText(state)
+        self.training_badge.setText(f"Not trained on: {NOT_TRAINED[not_trained]}" if not_trained else "")
+        self.training_badge.setVisible(bool(not_trained))
         for row, f in enumerate(findings):
             self._set_cell(row, 2, f.dataset or "—", f.dataset)
             if f.probability is None:
