@@ -128,7 +128,9 @@ def rescore(ws: Workspace, model: str, thresholds: dict[str, float], image_ids: 
     scores = score_records(records, {i: p for i, (p, _) in stored.items()},
                            {i: oos for i, (_, oos) in stored.items()}, thresholds)
     ws.store_scores(model, scores)
-    ws.set_meta(THRESHOLDS_META + model, json.dumps(thresholds, sort_keys=True))  # for refresh_scores
+    kept = json.dumps(thresholds, sort_keys=True)  # for refresh_scores; written only when it changes
+    if ws.meta(THRESHOLDS_META + model) != kept:
+        ws.set_meta(THRESHOLDS_META + model, kept)
     return len(scores)
 
 
