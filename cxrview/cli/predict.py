@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per image per line")
     fmt.add_argument("--csv", action="store_true", help="CSV: path, probability per finding, ctr, validity")
-    parser.add_argument("--model", metavar="DIR", help="classifier bundle (default: the shipped one)")
+    parser.add_argument("--model", metavar="DIR",
+                        help="classifier bundle (default: the active model, see `cxrview models`)")
     parser.add_argument("--segmenter", metavar="DIR", help="lung/heart bundle (default: the shipped one)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: auto")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
@@ -112,11 +113,23 @@ def _text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def default_classifier() -> Path:
+    """The registry's active classifier (``cxrview models activate``; the shipped one until a
+    fine-tuned version is activated), as the GUI uses; the shipped bundle without a registry."""
+    from cxrview.inference.registry import ModelRegistry, RegistryError
+    from cxrview.inference.shipped import CLASSIFIER, shipped_bundle
+
+    try:
+        return Path(ModelRegistry().active_path(CLASSIFIER))
+    except (RegistryError, OSError, ValueError):
+        return shipped_bundle(CLASSIFIER)
+
+
 def _predictor(args: argparse.Namespace) -> Predictor:
     from cxrview.inference.predict import Predictor
-    from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle
+    from cxrview.inference.shipped import SEGMENTER, shipped_bundle
 
-    classifier = Path(args.model) if args.model else shipped_bundle(CLASSIFIER)
+    classifier = Path(args.model) if args.model else default_classifier()
     segmenter = Path(args.segmenter) if args.segmenter else shipped_bundle(SEGMENTER)
     return Predictor(classifier, segmenter, device=args.device)
 

@@ -26,11 +26,15 @@ def add_import_arguments(imp: argparse.ArgumentParser) -> None:
     imp.add_argument("--data-entry", required=True, help="Data_Entry_2017 CSV (.csv or .csv.gz)")
     imp.add_argument("--bbox", help="BBox_List_2017 CSV")
     imp.add_argument("--workspace", required=True, metavar="W", help="workspace database file or folder")
+    imp.add_argument("--replace-dataset-labels", action="store_true",
+                     help="let these CSVs replace dataset labels, patient IDs and boxes already in the "
+                          "workspace (refused otherwise, e.g. when re-importing an export)")
 
 
 def add_score_arguments(score: argparse.ArgumentParser) -> None:
     score.add_argument("workspace", metavar="W")
-    score.add_argument("--model", metavar="DIR", help="classifier bundle (default: the shipped one)")
+    score.add_argument("--model", metavar="DIR",
+                        help="classifier bundle (default: the active model, see `cxrview models`)")
     score.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     score.add_argument("--limit", type=int, help="score at most N images (in file order)")
     score.add_argument("--predictions", metavar="FILE",
@@ -56,6 +60,10 @@ def add_export_arguments(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("--reviewed-only", action="store_true", help="manifest: reviewed images only")
     ex.add_argument("--include-patient-ids", action="store_true",
                     help="write real patient IDs (default: pseudonyms in manifests)")
+    ex.add_argument("--pseudonymise", action="store_true",
+                    help="an export to share: pseudonymous file names, patient numbers and reviewers; "
+                         "no reserved flag, ID residue or local paths (the default keeps what local "
+                         "training needs: NIH file names, reserved class, logins, paths)")
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -64,7 +72,8 @@ def run_import(args: argparse.Namespace) -> int:
 
     folders = [Path(p) for p in args.images]
     with Workspace(args.workspace, create=True, images_root=folders[0]) as ws:
-        summary = import_nih(ws, args.data_entry, folders, args.bbox)
+        summary = import_nih(ws, args.data_entry, folders, args.bbox,
+                             replace_dataset_labels=args.replace_dataset_labels)
         print(f"{ws.path}: {summary.rows} images ({summary.present} here, {summary.missing} not on this "
               f"machine), {summary.boxes} boxes, in {summary.seconds:.1f} s", file=sys.stderr)
         if summary.unknown_box_images:
@@ -119,14 +128,17 @@ def run_score(args: argparse.Namespace) -> int:
     as Model › Score All Files does in the viewer."""
     if args.predictions:
         return _import_predictions(args)
+    from cxrview.cli.predict import default_classifier
     from cxrview.core.workspace import Workspace
     from cxrview.inference.cache import model_identity
     from cxrview.inference.card import ModelCard
     from cxrview.inference.predict import Predictor
     from cxrview.inference.scoring import rescore_workspace, workspace_problem
-    from cxrview.inference.shipped import CLASSIFIER, SEGMENTER, shipped_bundle
+    from cxrview.inference.shipped import SEGMENTER, shipped_bundle
 
-    classifier = Path(args.model) if args.model else shipped_bundle(CLASSIFIER)
+    classifier = Path(args.model) if args.model else default_classifier()
+    if not (classifier / "card.json").is_file():
+        return print_error(f"{classifier}: no classifier bundle here (no card.json)")
     with Workspace(args.workspace) as ws:
         predictor = None
         if args.rescore_only:
@@ -208,15 +220,17 @@ def run_worklist(args: argparse.Namespace) -> int:
         records = query_images(ws, query)
         total = count(ws, query)
         elapsed = (time.perf_counter() - start) * 1000
+        locked = ws.locked_patients()
         for record in records:
-            row = worklist_row(record, args.sort)
+            row = worklist_row(record, args.sort, locked=locked)
             if args.json:
                 print(json.dumps(row))
             else:
                 score = "   -  " if row["score"] is None else f"{row['score']:.3f}"
                 why = row["suspected"][0]["why"] if row["suspected"] and args.sort == "mislabel" else \
                     ", ".join(row["labels"]) or "No Finding"
-                print(f"{score}  {row['image']}  [{row['review_state']}]  {why}")
+                badge = f"  (not trained on: {row['not_trained']})" if row["not_trained"] else ""
+                print(f"{score}  {row['image']}  [{row['review_state']}]  {why}{badge}")
         reviewed, present = ws.review_progress()
         print(f"{len(records)} of {total} matching images ({elapsed:.0f} ms); {reviewed} of {present} "
               "reviewed", file=sys.stderr)
@@ -228,6 +242,8 @@ def run_export(args: argparse.Namespace) -> int:
     from cxrview.core.workspace import Workspace
 
     options: dict[str, Any] = {"include_patient_ids": args.include_patient_ids}
+    if args.pseudonymise and args.include_patient_ids:
+        return print_error("--pseudonymise and --include-patient-ids exclude each other")
     if args.format == "manifest":
         options["reviewed_only"] = args.reviewed_only
     elif args.reviewed_only:
@@ -235,6 +251,8 @@ def run_export(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as ws:
         if args.format == "coco":
             options.pop("include_patient_ids")
+        if args.pseudonymise:
+            options["pseudonymise"] = True
         summary = export_workspace(ws, args.format, Path(args.output), **options)
     print(json.dumps(summary, default=str))
     return EXIT_OK

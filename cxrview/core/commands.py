@@ -116,12 +116,13 @@ class AddBox(_BoxCommand):
     finding: str = ""
     rect: Rect = (0.0, 0.0, 1.0, 1.0)
     box_id: int | None = None
+    accepted_from: str | None = None  # the model whose box the person accepted (None: drawn)
     text = "add box"
 
     def redo(self, ws: Workspace) -> None:
         self._take_over(ws)
         self.box_id = ws.add_box(self.image_id, self.finding, self.rect, author=self.author,
-                                 box_id=self.box_id)
+                                 box_id=self.box_id, accepted_from=self.accepted_from)
 
     def undo(self, ws: Workspace) -> None:
         if self.box_id is not None:

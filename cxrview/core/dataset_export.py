@@ -16,8 +16,16 @@ Patient privacy: NIH has no patient names. Real NIH Patient IDs are written only
 when asked; otherwise a salted pseudonym (the salt lives in the workspace, so
 pseudonyms are stable per workspace and cannot be recomputed without it). Note that
 NIH file names themselves (``00029548_010.png``) start with the patient ID, so
-``file``/``path`` fields still reveal it for NIH images; rename the files first if
-that matters.
+``file``/``path`` fields still reveal it for NIH images, and the replacement IDs keep the
+reserved class (ID mod 5), manifests say ``reserved`` and carry reviewer logins and
+absolute paths: that is what local training needs, not what may be shared.
+
+``pseudonymise=True`` (``cxrview export --pseudonymise``) makes an export to share: file
+names become salted pseudonyms (``img-<hash>.png``, no patient ID in them), patients are
+numbered in salted-hash order (no residue mod 5 survives), reviewers become ``annotator-<hash>``,
+and no reserved flag, absolute path or workspace path is written. What remains: age, sex,
+view, follow-up number, labels, boxes, decision reasons and times. The images themselves are
+not exported; the mapping back to real files stays in the workspace (its salt).
 
 Box coordinates are exported as stored: for NIH workspaces that is NIH's frame, the
 1024 × 1024 pixels of the distributed PNGs (not ``OriginalImage[Width,Height]``,
@@ -124,6 +132,11 @@ def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _accepted(box: BoxRecord) -> dict[str, str]:
+    """``accepted_from`` (the model) for a model's box a person accepted; nothing for other boxes."""
+    return {"accepted_from": box.accepted_from} if box.accepted_from else {}
+
+
 def _blank(value: Any) -> Any:
     return "" if value is None else value
 
@@ -176,6 +189,28 @@ def patient_splits(keys: set[str], *, val_fraction: float, seed: int) -> dict[st
     return {k: "val" if k in val else "train" for k in keys}
 
 
+class _Pseudonyms:
+    """Salted stand-ins for what identifies a patient or a reviewer in a shared export."""
+
+    def __init__(self, ws: Workspace, records: list[ImageRecord]) -> None:
+        self.salt = pseudonym_salt(ws)
+        order = sorted({r.patient_id for r in records if r.patient_id is not None},
+                       key=lambda p: hashlib.sha256(f"patient:{p}{self.salt}".encode()).hexdigest())
+        self._patients = {pid: k + 1 for k, pid in enumerate(order)}  # 1…N: no residue kept
+
+    def file(self, name: str) -> str:
+        digest = hashlib.sha256(f"file:{name}{self.salt}".encode()).hexdigest()[:16]
+        return f"img-{digest}{Path(name).suffix.lower()}"
+
+    def patient_number(self, patient_id: int | None) -> int | None:
+        return None if patient_id is None else self._patients[patient_id]
+
+    def author(self, login: str | None) -> str | None:
+        if login is None:
+            return None
+        return "annotator-" + hashlib.sha256(f"author:{login}{self.salt}".encode()).hexdigest()[:8]
+
+
 # -- NIH CSV ----------------------------------------------------------------------------------
 def _pseudonymous_ids(records: list[ImageRecord], salt: str) -> dict[int, int]:
     """Real Patient ID → replacement integer ID (NIH's column is an integer).
@@ -196,7 +231,7 @@ def _pseudonymous_ids(records: list[ImageRecord], salt: str) -> dict[int, int]:
 
 
 def export_nih_csv(ws: Workspace, out_dir: str | os.PathLike[str], *,
-                   include_patient_ids: bool = True) -> dict[str, Any]:
+                   include_patient_ids: bool = True, pseudonymise: bool = False) -> dict[str, Any]:
     """Write ``Data_Entry_2017.csv`` and ``BBox_List_2017.csv`` (NIH layout) into ``out_dir``.
 
     Every image of the workspace gets a row (present on disk or not), with its
@@ -206,6 +241,7 @@ def export_nih_csv(ws: Workspace, out_dir: str | os.PathLike[str], *,
     count (:meth:`Workspace.answer_boxes`), Infiltration spelt "Infiltrate" as NIH
     does. Without ``include_patient_ids`` the Patient ID column holds replacement
     integers (see :func:`_pseudonymous_ids`) that still group a patient's films.
+    ``pseudonymise``: file names and patient numbers as in the module docstring.
     Returns {"format", "images", "boxes", "uncertain_written_absent", "paths"}.
     """
     folder = Path(out_dir)
@@ -216,15 +252,19 @@ def export_nih_csv(ws: Workspace, out_dir: str | os.PathLike[str], *,
     if not folder.is_dir():
         raise WorkspaceError(f"{folder}: not a folder")
     records = _records(ws)
-    ids = _pseudonymous_ids(records, pseudonym_salt(ws)) if not include_patient_ids else None
+    shared = _Pseudonyms(ws, records) if pseudonymise else None
+    ids = _pseudonymous_ids(records, pseudonym_salt(ws)) if not include_patient_ids and not shared else None
+    files = {r.id: shared.file(r.file) if shared else r.file for r in records}
     rows, uncertain = [], 0
     for r in records:
         uncertain += bin(r.uncertain_mask).count("1")
         pid = r.patient_id if ids is None or r.patient_id is None else ids[r.patient_id]
-        rows.append([r.file, format_finding_labels(r.current_findings()), _blank(r.follow_up), _blank(pid),
-                     _blank(r.age), _blank(r.sex), _blank(r.view), _blank(r.width), _blank(r.height), "", ""])
+        if shared is not None:
+            pid = shared.patient_number(r.patient_id)
+        rows.append([files[r.id], format_finding_labels(r.current_findings()), _blank(r.follow_up),
+                     _blank(pid), _blank(r.age), _blank(r.sex), _blank(r.view), _blank(r.width),
+                     _blank(r.height), "", ""])
     by_image = _answer_boxes_by_image(ws)
-    files = {r.id: r.file for r in records}
     box_rows = [[files[image_id], NIH_BOX_NAMES.get(b.finding, b.finding), b.x, b.y, b.w, b.h]
                 for image_id in sorted(by_image, key=lambda i: files[i]) for b in by_image[image_id]]
     data_entry, bbox = folder / DATA_ENTRY_NAME, folder / BBOX_LIST_NAME
@@ -232,13 +272,13 @@ def export_nih_csv(ws: Workspace, out_dir: str | os.PathLike[str], *,
     _write(bbox, _csv_bytes(BBOX_HEADER, box_rows))
     return {"format": "nih-csv", "images": len(rows), "boxes": len(box_rows),
             "uncertain_written_absent": uncertain,
-            "patient_ids": "nih" if include_patient_ids else "replaced",
+            "patient_ids": "pseudonymised" if shared else "nih" if include_patient_ids else "replaced",
             "paths": [str(data_entry), str(bbox)]}
 
 
 # -- COCO -------------------------------------------------------------------------------------
 def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
-                present_only: bool = True) -> dict[str, Any]:
+                present_only: bool = True, pseudonymise: bool = False) -> dict[str, Any]:
     """COCO detection JSON of the boxes that count.
 
     ``images``: id (the workspace image id), file_name, width, height — the size of
@@ -253,6 +293,7 @@ def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
     """
     path = Path(out_path)
     records = _records(ws, present_only=present_only)
+    shared = _Pseudonyms(ws, records) if pseudonymise else None
     category = {name: i + 1 for i, name in enumerate(NIH_FINDINGS)}
     by_image = _answer_boxes_by_image(ws)
     images: list[dict[str, Any]] = []
@@ -260,15 +301,17 @@ def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
     for r in records:
         frame = (NIH_BOX_FRAME, NIH_BOX_FRAME)
         width, height = frame if r.dataset_labelled else (r.width or 0, r.height or 0)
-        entry: dict[str, Any] = {"id": r.id, "file_name": r.file, "width": width, "height": height}
+        entry: dict[str, Any] = {"id": r.id, "file_name": shared.file(r.file) if shared else r.file,
+                                 "width": width, "height": height}
         if r.dataset_labelled and r.width and r.height:
             entry["original_width"], entry["original_height"] = r.width, r.height
         images.append(entry)
         for b in by_image.get(r.id, []):
             annotations.append({"id": len(annotations) + 1, "image_id": r.id,
                                 "category_id": category[b.finding], "bbox": [b.x, b.y, b.w, b.h],
-                                "area": b.w * b.h, "iscrowd": 0, "source": b.source})
-    doc = {"info": {"description": f"cxrview workspace {ws.path}", "version": "1.0",
+                                "area": b.w * b.h, "iscrowd": 0, "source": b.source, **_accepted(b)})
+    described = "cxrview workspace (pseudonymised)" if shared else f"cxrview workspace {ws.path}"
+    doc = {"info": {"description": described, "version": "1.0",
                     "date_created": datetime.now(UTC).isoformat(timespec="seconds")},
            "licenses": [], "images": images,
            "categories": [{"id": i, "name": name, "supercategory": "finding"}
@@ -283,7 +326,8 @@ def export_coco(ws: Workspace, out_path: str | os.PathLike[str], *,
 def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_fraction: float = 0.15,
                     seed: int = 0, reviewed_only: bool = False,
                     include_patient_ids: bool = False,
-                    locked_patients: set[int] | None = None, present_only: bool = False) -> dict[str, Any]:
+                    locked_patients: set[int] | None = None, present_only: bool = False,
+                    pseudonymise: bool = False) -> dict[str, Any]:
     """A JSON training manifest (``format`` "cxrview-manifest", ``version`` 1).
 
     Per image: file, path (absolute for images found on disk), present, patient
@@ -296,6 +340,9 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
     :func:`patient_splits`). ``reviewed_only`` keeps reviewed images only.
     Images of ``locked_patients`` (NIH Patient IDs) get split "locked": the locked
     evaluation set that model comparisons use and fine-tuning never trains on.
+    ``pseudonymise`` (an export to share, see the module docstring): file names and reviewers
+    become pseudonyms, ``path`` is the pseudonymous file name, and ``reserved`` and the
+    workspace's path are left out.
     Returns {"format", "images", "patients", "train", "val", "locked", "human_labels", "paths"}.
     """
     path = Path(out_path)
@@ -305,6 +352,7 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
                             val_fraction=val_fraction, seed=seed)
     splits.update({f"nih:{pid}": "locked" for pid in locked})
     salt = pseudonym_salt(ws)
+    shared = _Pseudonyms(ws, records) if pseudonymise else None
     humans = _latest_human_labels(ws)
     by_image = _answer_boxes_by_image(ws)
     images = []
@@ -313,24 +361,31 @@ def export_manifest(ws: Workspace, out_path: str | os.PathLike[str], *, val_frac
         if r.patient_id is None:
             patient: int | str = pseudonym(f"image:{r.file}", salt)
         else:
-            patient = r.patient_id if include_patient_ids else pseudonym(r.patient_id, salt)
+            patient = r.patient_id if include_patient_ids and not shared else pseudonym(r.patient_id, salt)
         decided = humans.get(r.id, {})
         human_count += len(decided)
         labels = {}
         for name in NIH_FINDINGS:
             h = decided.get(name)
             labels[name] = {"value": r.current_value(name), "dataset": r.dataset_value(name),
-                            "human": None if h is None else {"value": h.value, "author": h.author,
-                                                             "reason": h.reason, "created": _iso(h.created)}}
-        images.append({"file": r.file, "path": str(ws.absolute_path(r)), "present": r.present,
-                       "patient": patient, "view": r.view, "review_state": r.review_state,
-                       "reserved": _is_reserved(r), "labels": labels,
-                       "boxes": [{"finding": b.finding, "x": b.x, "y": b.y, "w": b.w, "h": b.h,
-                                  "source": b.source} for b in by_image.get(r.id, [])],
-                       "split": splits[_patient_key(r)]})
+                            "human": None if h is None else {
+                                "value": h.value, "author": shared.author(h.author) if shared else h.author,
+                                "reason": h.reason, "created": _iso(h.created)}}
+        image: dict[str, Any] = {
+            "file": shared.file(r.file) if shared else r.file,
+            "path": shared.file(r.file) if shared else str(ws.absolute_path(r)), "present": r.present,
+            "patient": patient, "view": r.view, "review_state": r.review_state,
+            "reserved": _is_reserved(r), "labels": labels,
+            "boxes": [{"finding": b.finding, "x": b.x, "y": b.y, "w": b.w, "h": b.h,
+                       "source": b.source, **_accepted(b)} for b in by_image.get(r.id, [])],
+            "split": splits[_patient_key(r)]}
+        if shared is not None:
+            del image["reserved"]
+        images.append(image)
     doc = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-           "created": datetime.now(UTC).isoformat(timespec="seconds"), "workspace": str(ws.path),
-           "findings": list(NIH_FINDINGS), "patient_ids": "nih" if include_patient_ids else "pseudonym",
+           "created": datetime.now(UTC).isoformat(timespec="seconds"),
+           "workspace": None if shared else str(ws.path), "findings": list(NIH_FINDINGS),
+           "patient_ids": "pseudonymised" if shared else "nih" if include_patient_ids else "pseudonym",
            "split": {"by": "patient", "val_fraction": val_fraction, "seed": seed},
            "reviewed_only": reviewed_only, "images": images}
     _write_json_streamed(path, doc, "images")

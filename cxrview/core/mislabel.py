@@ -23,12 +23,15 @@ label quality must be judged against what the model actually decides.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
 from cxrview.core.findings import ABSENT, NIH_FINDINGS, PRESENT
 from cxrview.core.workspace import ImageRecord, Workspace
+
+THRESHOLDS_META = "score_thresholds:"  # + model identity: the operating points its scores used
 
 
 def label_quality(labels: list[list[int]], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,4 +128,20 @@ def rescore(ws: Workspace, model: str, thresholds: dict[str, float], image_ids: 
     scores = score_records(records, {i: p for i, (p, _) in stored.items()},
                            {i: oos for i, (_, oos) in stored.items()}, thresholds)
     ws.store_scores(model, scores)
+    kept = json.dumps(thresholds, sort_keys=True)  # for refresh_scores; written only when it changes
+    if ws.meta(THRESHOLDS_META + model) != kept:
+        ws.set_meta(THRESHOLDS_META + model, kept)
     return len(scores)
+
+
+def refresh_scores(ws: Workspace, image_id: int) -> bool:
+    """After an edit of ``image_id``'s labels: its scores (mislabel score, suspect) anew, from the
+    predictions and operating points it was last scored with. False when it was never scored
+    (or scored before the operating points were kept)."""
+    record = ws.image(image_id)
+    if record.scored_model is None:
+        return False
+    stored = ws.meta(THRESHOLDS_META + record.scored_model)
+    if stored is None:
+        return False
+    return rescore(ws, record.scored_model, json.loads(stored), [image_id]) > 0

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxrview.core.findings import FINDING_BIT, NIH_FINDINGS, REVIEW_STATES
-from cxrview.core.workspace import IMAGE_COLUMNS, ImageRecord, Workspace, WorkspaceError, _image
+from cxrview.core.workspace import (
+    IMAGE_COLUMNS,
+    ImageRecord,
+    Workspace,
+    WorkspaceError,
+    _image,
+    not_trained_reason,
+)
 
 SORTS = ("file", "triage", "mislabel", "patient")
 
@@ -150,13 +157,15 @@ def count(ws: Workspace, query: WorklistQuery) -> int:
     return int(ws.execute("SELECT COUNT(*) FROM images" + where, params).fetchone()[0])
 
 
-def worklist_row(record: ImageRecord, sort: str) -> dict[str, Any]:
-    """One CLI/JSON worklist entry: the image, its score for the chosen sort, and why."""
+def worklist_row(record: ImageRecord, sort: str, *, locked: set[int] | None = None) -> dict[str, Any]:
+    """One CLI/JSON worklist entry: the image, its score for the chosen sort, and why; and
+    ``not_trained``: "locked" / "reserved" when fine-tuning will not learn from its corrections."""
     score = record.mislabel_score if sort == "mislabel" else record.triage_score
     row: dict[str, Any] = {
         "image": record.file, "id": record.id, "score": None if score is None else round(score, 4),
         "review_state": record.review_state, "labels": record.current_findings(),
         "patient_id": record.patient_id, "view": record.view,
+        "not_trained": not_trained_reason(record, locked or set()),
     }
     suspects = []
     if record.suspect_finding is not None:

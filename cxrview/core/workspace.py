@@ -13,7 +13,9 @@ human decided:
   correction is a new row; the dataset label is never overwritten. Undo removes
   exactly the row the edit added.
 * ``boxes``: dataset boxes and human boxes (with the dataset box they started
-  from). Once a human edits an image's boxes, its human boxes are its answer.
+  from). Once a human edits an image's boxes, its human boxes are its answer. A model's box a
+  person accepted is a human box (the person decided it) that keeps where it came from
+  (``accepted_from``: the model's identity), so it is never mistaken for one drawn by hand.
 * ``predictions``: per image and model, the 14 probabilities and whether the
   model had trained on that image (mislabel scores trust only out-of-sample ones).
 
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS boxes (
     source TEXT NOT NULL CHECK (source IN ('dataset', 'human')),
     author TEXT, created REAL NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0,
-    origin_id INTEGER
+    origin_id INTEGER,
+    accepted_from TEXT
 );
 CREATE INDEX IF NOT EXISTS boxes_image ON boxes(image_id);
 CREATE TABLE IF NOT EXISTS predictions (
@@ -175,8 +178,14 @@ class ImageRecord:
         return [name for name in NIH_FINDINGS if self.current_mask & FINDING_BIT[name]]
 
     def suspicion(self) -> str | None:
-        """Why this image is suspected mislabelled, e.g. "labelled Pneumothorax, model 0.03"."""
+        """Why this image is suspected mislabelled, e.g. "labelled Pneumothorax, model 0.03".
+
+        None once the suspect finding's label is no longer the one that was scored (a correction
+        since): the stored text would describe a label the image no longer has."""
         if self.suspect_finding is None or self.suspect_probability is None:
+            return None
+        finding = self.suspect_finding
+        if finding in FINDING_BIT and self.current_value(finding) != self.suspect_label:
             return None
         if self.suspect_label == PRESENT:
             return f"labelled {self.suspect_finding}, model {self.suspect_probability:.2f}"
@@ -208,6 +217,7 @@ class BoxRecord:
     created: float
     deleted: bool
     origin_id: int | None
+    accepted_from: str | None = None  # a model's box accepted by a person: that model's identity
 
     def rect(self) -> tuple[float, float, float, float]:
         return (self.x, self.y, self.w, self.h)
@@ -275,6 +285,10 @@ class Workspace:
         except sqlite3.DatabaseError as exc:
             raise WorkspaceError(f"{self.path}: not a usable workspace database ({exc})") from exc
         self._lock = threading.RLock()
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(boxes)")}
+        if "accepted_from" not in columns:  # workspaces made before accepted boxes kept their model
+            with contextlib.suppress(sqlite3.OperationalError):  # read-only: reads still work
+                self._conn.execute("ALTER TABLE boxes ADD COLUMN accepted_from TEXT")
         version = self.meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -441,6 +455,7 @@ class Workspace:
                 uncertain |= bit
         conn.execute("UPDATE images SET current_mask = ?, uncertain_mask = ?, human_mask = ? WHERE id = ?",
                      (current, uncertain, human, image_id))
+        _follow_review_state(conn, image_id)
 
     # -- review state ---------------------------------------------------------------------
     def set_review(self, image_id: int, state: str, *, author: str, note: str | None = None
@@ -489,6 +504,22 @@ class Workspace:
                            "AND patient_id % 5 != 0))", (json.dumps(sorted(excluding_patients)),)).fetchone()
         return int(row[0])
 
+    def locked_patients(self) -> set[int]:
+        """The locked evaluation patients fine-tuning chose for this workspace (empty before)."""
+        stored = self.meta("locked_patients")
+        return set(json.loads(stored)) if stored else set()
+
+    def training_counts(self, *, excluding_patients: set[int]) -> dict[str, int]:
+        """Reviewed images present on disk: all, trainable (:meth:`reviewed_count`), and those
+        fine-tuning leaves out because their patient is locked for evaluation or reserved."""
+        row = self.execute(
+            "SELECT COUNT(*), SUM(patient_id IN (SELECT value FROM json_each(?))), "
+            "SUM(patient_id % 5 = 0 AND patient_id NOT IN (SELECT value FROM json_each(?))) "
+            "FROM images WHERE present = 1 AND review_state != 'unreviewed'",
+            (json.dumps(sorted(excluding_patients)),) * 2).fetchone()
+        return {"reviewed": int(row[0] or 0), "locked": int(row[1] or 0), "reserved": int(row[2] or 0),
+                "trainable": self.reviewed_count(excluding_patients=excluding_patients)}
+
     def patient_image_counts(self) -> dict[int, int]:
         """Images present on disk per known patient."""
         rows = self.execute("SELECT patient_id, COUNT(*) FROM images WHERE present = 1 "
@@ -498,8 +529,8 @@ class Workspace:
     # -- boxes ----------------------------------------------------------------------------
     def boxes(self, image_id: int, *, source: str | None = None,
               include_deleted: bool = False) -> list[BoxRecord]:
-        sql = ("SELECT id, image_id, finding, x, y, w, h, source, author, created, deleted, origin_id "
-               "FROM boxes WHERE image_id = ?")
+        sql = ("SELECT id, image_id, finding, x, y, w, h, source, author, created, deleted, origin_id, "
+               "accepted_from FROM boxes WHERE image_id = ?")
         params: list[Any] = [image_id]
         if source is not None:
             sql += " AND source = ?"
@@ -530,16 +561,18 @@ class Workspace:
                                    (image_id, row[1], row[2], row[3], row[4], row[5], author, now, row[0]))
                 ids.append(int(cur.lastrowid or 0))
             conn.execute("UPDATE images SET boxes_edited = 1 WHERE id = ?", (image_id,))
+            _follow_review_state(conn, image_id)
             return ids
 
     def undo_take_over(self, image_id: int, box_ids: list[int]) -> None:
         with self.transaction() as conn:
             conn.executemany("DELETE FROM boxes WHERE id = ? AND source = 'human'", [(i,) for i in box_ids])
             conn.execute("UPDATE images SET boxes_edited = 0 WHERE id = ?", (image_id,))
+            _follow_review_state(conn, image_id)
 
     def add_box(self, image_id: int, finding: str, rect: tuple[float, float, float, float], *,
                 author: str, source: str = "human", origin_id: int | None = None,
-                box_id: int | None = None) -> int:
+                box_id: int | None = None, accepted_from: str | None = None) -> int:
         if finding not in FINDING_BIT:
             raise WorkspaceError(f"unknown finding {finding!r}")
         x, y, w, h = (float(v) for v in rect)
@@ -547,16 +580,18 @@ class Workspace:
             raise WorkspaceError("a box needs a positive width and height")
         with self.transaction() as conn:
             cur = conn.execute("INSERT INTO boxes(id, image_id, finding, x, y, w, h, source, author, "
-                               "created, origin_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               "created, origin_id, accepted_from) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                (box_id, image_id, finding, x, y, w, h, source, author, time.time(),
-                                origin_id))
+                                origin_id, accepted_from))
             if source == "human":
                 conn.execute("UPDATE images SET boxes_edited = 1 WHERE id = ?", (image_id,))
+                _follow_review_state(conn, image_id)
             return int(cur.lastrowid or 0)
 
     def box(self, box_id: int) -> BoxRecord:
         row = self.execute("SELECT id, image_id, finding, x, y, w, h, source, author, created, deleted, "
-                           "origin_id FROM boxes WHERE id = ?", (box_id,)).fetchone()
+                           "origin_id, accepted_from FROM boxes WHERE id = ?", (box_id,)).fetchone()
         if row is None:
             raise WorkspaceError(f"no box with id {box_id}")
         return _box(row)
@@ -635,6 +670,31 @@ class Workspace:
                 "WHERE id = ?",
                 [(s.get("triage"), s.get("mislabel"), s.get("finding"), s.get("label"), s.get("probability"),
                   s.get("disagreements"), model, image_id) for image_id, s in scores.items()])
+
+
+NOT_TRAINED = {
+    "locked": "locked evaluation set: corrections here check the model, fine-tuning does not train on them",
+    "reserved": "reserved acceptance patient (NIH ID divisible by 5): fine-tuning never trains on it",
+}
+
+
+def not_trained_reason(record: ImageRecord, locked: set[int]) -> str | None:
+    """Why fine-tuning will not learn from this image's labels (a key of :data:`NOT_TRAINED`)."""
+    if record.patient_id is None:
+        return None
+    if record.patient_id in locked:
+        return "locked"
+    return "reserved" if record.patient_id % 5 == 0 else None
+
+
+def _follow_review_state(conn: sqlite3.Connection, image_id: int) -> None:
+    """A reviewed image edited later says what it now is: "corrected" when anything differs from the
+    dataset (``ImageRecord.differs_from_dataset``), "confirmed" when the edit took every change
+    back. Unreviewed and flagged images keep their state (an edit is not a review)."""
+    conn.execute("UPDATE images SET review_state = CASE WHEN (human_mask & ((current_mask | dataset_mask) "
+                 "- (current_mask & dataset_mask))) "
+                 "!= 0 OR uncertain_mask != 0 OR boxes_edited != 0 THEN 'corrected' ELSE 'confirmed' END "
+                 "WHERE id = ? AND review_state IN ('confirmed', 'corrected')", (image_id,))
 
 
 def _image(row: tuple[Any, ...]) -> ImageRecord:

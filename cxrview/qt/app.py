@@ -124,6 +124,8 @@ def run_gui(paths: list[str]) -> int:
     if paths:
         # After show(): the window paints immediately and the load runs in the background.
         QTimer.singleShot(0, lambda: window.open_paths(list(paths)))
+    else:  # no paths: where the reviewer left off (workspace, sort, image)
+        QTimer.singleShot(0, window.resume_last_session)
     QTimer.singleShot(100, window.ai.preload)  # models load while the window is still fresh
     try:
         code = app.exec()

@@ -334,6 +334,21 @@ class MainWindow(QMainWindow):
         self.file_dock.set_files(paths)
         self.file_dock.set_current_row(0)
 
+    def resume_last_session(self) -> bool:
+        """Reopen the workspace last reviewed, with its worklist sort, at the image left on."""
+        last = self.review.last_session()
+        if last is None:
+            return False
+        workspace, image = last
+        if not self.review.open_workspace(workspace):
+            return False
+        self.review.apply_query(self.review.worklist.query())
+        paths = self.file_dock.paths()
+        target = next((p for p in paths if image is not None and Path(p).name == image), None)
+        if target is not None:
+            self.show_path(target)
+        return True
+
     def show_worklist(self, paths: list[str]) -> None:
         """Put a workspace worklist into the file list (paging follows it); keep the shown image."""
         self.batch.cancel()

@@ -13,6 +13,12 @@ auto-advance is on), Shift+F flags, N goes to the next unreviewed image,
 [ and ] step through the same patient's follow-ups, B draws a box for the
 selected finding, A accepts the model's box for it, Del deletes the selected box.
 
+Every edit is made for the image it was started on: the selected finding (what U acts on) is
+cleared when another image is shown, the note and the reason carry the id of the image they
+were entered for (the review dock), and keys typed into text fields stay there
+(``cxrview.qt.text_keys``), so Return in the note or the file filter never confirms an image.
+A reason picked after a toggle applies to the decisions made on that image since it was shown.
+
 Collaborators: the canvas (the shown image, the box layer and tool), the file list (for
 "next unreviewed"), the settings, a notifier, the AI output on screen (read-only, for "accept
 the model's box") and a parent for its dialogs. It asks the window to show images through
@@ -46,7 +52,13 @@ from cxrview.core.findings import (
     UNCERTAIN,
 )
 from cxrview.core.worklist import WorklistQuery, count, query_images
-from cxrview.core.workspace import ImageRecord, Workspace, WorkspaceError, default_workspace_path
+from cxrview.core.workspace import (
+    ImageRecord,
+    Workspace,
+    WorkspaceError,
+    default_workspace_path,
+    not_trained_reason,
+)
 from cxrview.qt.actions import ActionSet, ActionSpec
 from cxrview.qt.compat import emit
 from cxrview.qt.docks.review_dock import ReviewDock, finding_key, next_value
@@ -121,6 +133,8 @@ class ReviewController(QObject):
         self.record: ImageRecord | None = None
         self._classifier = classifier
         self._thresholds: dict[str, float] = {}
+        self._shown_id: int | None = None  # the image whose finding selection the dock shows
+        self._visit_edits: set[str] = set()  # findings decided on the shown image since it was shown
         self.dock = ReviewDock()
         self.worklist = WorklistDock()
         qs = settings.qs
@@ -138,11 +152,14 @@ class ReviewController(QObject):
         self.dock.cycle_requested.connect(self._cycle)
         self.dock.finding_selected.connect(self._on_finding_selected)
         self.dock.note_edited.connect(self._on_note)
+        self.dock.note_committed.connect(self.canvas.setFocus)  # review keys work again after Enter
+        self.dock.reason_changed.connect(self._on_reason)
         self.dock.confirm_requested.connect(self.confirm)
         self.dock.flag_requested.connect(self.flag)
         self.dock.next_unreviewed_requested.connect(self.next_unreviewed)
         self.dock.open_image_requested.connect(self.open_image_id)
         self.worklist.query_changed.connect(self.apply_query)
+        self.worklist.set_sort(str(qs.value("review/worklist_sort", "file") or "file"))  # as left
         self.actions = ActionSet(self, self._action_specs())
         self.actions.adopt("review.panels", self.dock.toggleViewAction())
         self.actions.adopt("review.panels", self.worklist.toggleViewAction())
@@ -252,9 +269,17 @@ class ReviewController(QObject):
         return self.ws.path if self.ws is not None else None
 
     # -- worklist ---------------------------------------------------------------------------
+    def last_session(self) -> tuple[str, str | None] | None:
+        """(workspace path, image file name) the reviewer last worked on, if the workspace is there."""
+        path = str(self.settings.qs.value("review/last_workspace", "") or "")
+        if not path or not Path(path).is_file():
+            return None
+        return path, str(self.settings.qs.value("review/last_image", "") or "") or None
+
     def apply_query(self, query: WorklistQuery) -> None:
         if self.ws is None:
             return
+        self.settings.qs.setValue("review/worklist_sort", query.sort)
         start = time.perf_counter()
         query.limit = WORKLIST_LIMIT
         try:
@@ -278,26 +303,36 @@ class ReviewController(QObject):
             if self.record is None:
                 self.attach_files([path])
                 self.record = self.ws.image_by_file(path) if self.ws is not None else None
+        if self.record is not None:
+            self.settings.qs.setValue("review/last_image", self.record.file)  # resume here next time
         self.refresh()
 
     def image_cleared(self) -> None:
         self.record = None
+        self._shown_id = None
         self.boxes.clear()
         self.dock.clear("No image.")
 
     def refresh(self) -> None:
         if self.ws is None or self.record is None:
             self.boxes.clear()
+            self._shown_id = None
             self.dock.clear("Open a folder or a workspace to review.")
             return
         record = self.record = self.ws.image(self.record.id)
-        selected = self.dock.selected_finding()
+        selected = self.dock.selected_finding() if record.id == self._shown_id else None
+        if record.id != self._shown_id:
+            self._shown_id = record.id
+            self._visit_edits = set()
         self.dock.show_image(record, self.ws.findings(record.id), self._thresholds,
-                             self.ws.same_patient(record.id))
-        if selected:
+                             self.ws.same_patient(record.id),
+                             not_trained=not_trained_reason(record, self.ws.locked_patients()))
+        self.dock.table.clearSelection()
+        if selected:  # a selection belongs to its image: another image starts with none
             self.dock.select_finding(selected)
         sx, sy = self._box_scale()
-        self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x * sx, b.y * sy, b.w * sx, b.h * sy, b.source)
+        self.boxes.set_boxes([EditableBox(b.id, b.finding, b.x * sx, b.y * sy, b.w * sx, b.h * sy,
+                                          "model" if b.accepted_from else b.source)
                               for b in self.ws.answer_boxes(record.id)])
         reviewed, present = self.ws.review_progress()
         self.worklist.progress.setMaximum(max(present, 1))
@@ -370,27 +405,50 @@ class ReviewController(QObject):
         if command.image_id != self.record.id:
             self.open_image_id(command.image_id)
 
+    def _set_label(self, finding: str, value: str) -> None:
+        assert self.record is not None
+        if self.push(SetLabel(self.record.id, finding, value, self.author, self.dock.current_reason())):
+            self._visit_edits.add(finding)
+
     def toggle(self, finding: str) -> None:
         if self.record is None:
             return
         self.dock.select_finding(finding)
         current = self.record.current_value(finding)
-        value = ABSENT if current in (PRESENT, UNCERTAIN) else PRESENT
-        self.push(SetLabel(self.record.id, finding, value, self.author, self.dock.current_reason()))
+        self._set_label(finding, ABSENT if current in (PRESENT, UNCERTAIN) else PRESENT)
 
     def _cycle(self, finding: str) -> None:
         if self.record is not None:
-            value = next_value(self.record.current_value(finding))
-            self.push(SetLabel(self.record.id, finding, value, self.author, self.dock.current_reason()))
+            self._set_label(finding, next_value(self.record.current_value(finding)))
 
     def mark_uncertain(self) -> None:
         finding = self.dock.selected_finding()
-        if self.record is not None and finding is not None:
-            self.push(SetLabel(self.record.id, finding, UNCERTAIN, self.author, self.dock.current_reason()))
+        if self.record is None or finding is None:
+            self.notifier.status("Select a finding of this image first (its number key), then U.")
+            return
+        self._set_label(finding, UNCERTAIN)
 
-    def _on_note(self, text: str) -> None:
-        if self.record is not None and text != self.record.note:
-            self.push(SetReview(self.record.id, self.record.review_state, self.author, note=text))
+    def _on_note(self, image_id: int, text: str) -> None:
+        """A note typed for ``image_id`` (perhaps no longer the image on screen) is stored there."""
+        if self.ws is None:
+            return
+        try:
+            record = self.ws.image(image_id)
+        except WorkspaceError:
+            return
+        if text != record.note:
+            self.push(SetReview(image_id, record.review_state, self.author, note=text))
+
+    def _on_reason(self, image_id: int, reason: str | None) -> None:
+        """A reason picked after the edits it explains: those decisions (made on this image since
+        it was shown) get it, each as an undoable step; later edits of the image get it too."""
+        if self.ws is None or self.record is None or image_id != self.record.id or reason is None:
+            return
+        humans = {f.finding: f.human for f in self.ws.findings(image_id) if f.human is not None}
+        for finding in sorted(self._visit_edits):
+            human = humans.get(finding)
+            if human is not None and human.reason != reason:
+                self.push(SetLabel(image_id, finding, human.value, self.author, reason))
 
     def confirm(self) -> None:
         if self.record is None:
@@ -468,7 +526,9 @@ class ReviewController(QObject):
         if self.record is None or finding is None:
             self.notifier.status("Select a finding first: the box needs one.")
             return
-        self.push(AddBox(self.record.id, self.author, finding=finding, rect=self._to_stored(rect)))
+        if self.push(AddBox(self.record.id, self.author, finding=finding, rect=self._to_stored(rect))):
+            self.draw_action.setChecked(False)  # one box per B: the next drag selects or moves again
+            self._sync_draw_mode()
 
     def _on_box_changed(self, box_id: int, rect: tuple[float, float, float, float]) -> None:
         if self.record is not None:
@@ -515,14 +575,27 @@ class ReviewController(QObject):
             return
         best = max(boxes, key=lambda b: b.get("score", 0.0))
         self.push(AddBox(self.record.id, self.author, finding=finding,
-                         rect=self._to_stored((best["x"], best["y"], best["w"], best["h"]))))
+                         rect=self._to_stored((best["x"], best["y"], best["w"], best["h"])),
+                         accepted_from=str(shown.get("model") or "model")))
 
     # -- state ------------------------------------------------------------------------------
     def _on_stack_changed(self, command: Command | None) -> None:
+        if isinstance(command, SetLabel) and self.ws is not None:
+            self._refresh_scores(command.image_id)
         if command is not None and self.record is not None and command.image_id == self.record.id:
             self.refresh()
         self._update_actions()
         emit(self.dirty_changed)
+
+    def _refresh_scores(self, image_id: int) -> None:
+        """A label changed: the image's mislabel score and suspect follow (its last scoring's model)."""
+        from cxrview.core.mislabel import refresh_scores
+
+        assert self.ws is not None
+        try:
+            refresh_scores(self.ws, image_id)
+        except (WorkspaceError, OSError, ValueError) as exc:
+            log.warning("could not refresh the scores of image %s: %s", image_id, exc)
 
     def _update_actions(self) -> None:
         stack = self.stack

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -37,12 +38,13 @@ def _path_row(parent: QWidget, edit: QLineEdit, pick: Any) -> QHBoxLayout:
     return row
 
 
-def import_task(state: TaskState, images: str, data_entry: str, bbox: str | None, workspace: str) -> str:
+def import_task(state: TaskState, images: str, data_entry: str, bbox: str | None, workspace: str,
+                replace: bool = False) -> str:
     from cxrview.core.nih_import import import_nih
     from cxrview.core.workspace import Workspace
 
     with Workspace(workspace, create=True, images_root=images) as ws:
-        summary = import_nih(ws, data_entry, images, bbox or None)
+        summary = import_nih(ws, data_entry, images, bbox or None, replace_dataset_labels=replace)
         return (f"{summary.rows} images ({summary.present} on this machine), {summary.boxes} boxes, "
                 f"{summary.seconds:.1f} s|{ws.path}")
 
@@ -100,6 +102,7 @@ class ImportNihDialog(_JobDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Import NIH Dataset", parent)
         self.result_path: str | None = None
+        self._job: tuple[str, str, str | None, str] | None = None
         self.images = QLineEdit(self)
         self.data_entry = QLineEdit(self)
         self.bbox = QLineEdit(self)
@@ -133,7 +136,23 @@ class ImportNihDialog(_JobDialog):
             self.message.setText("Choose the image folder and the Data_Entry CSV.")
             return
         target = self.workspace.text().strip() or str(default_workspace_path(images))
-        self._run(import_task, images, csv, self.bbox.text().strip() or None, target)
+        self._job = (images, csv, self.bbox.text().strip() or None, target)
+        self._run(import_task, *self._job)
+
+    def _failed(self, exc: BaseException) -> None:
+        from cxrview.core.nih_import import DatasetReplaceRefused
+
+        if isinstance(exc, DatasetReplaceRefused) and self._job is not None and self.confirm_replace(exc):
+            self._run(import_task, *self._job, True)
+            return
+        super()._failed(exc)
+
+    def confirm_replace(self, exc: BaseException) -> bool:
+        """Ask before these CSVs replace the dataset labels already in the workspace (default: no)."""
+        answer = QMessageBox.question(
+            self, "Replace dataset labels?", f"{exc}\n\nReplace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _done(self, result: str) -> None:
         text, _, path = result.partition("|")
@@ -156,10 +175,14 @@ class ExportDialog(_JobDialog):
         self.output = QLineEdit(self)
         self.reviewed_only = QCheckBox("Reviewed images only (manifest)", self)
         self.patient_ids = QCheckBox("Include real patient IDs (default: pseudonyms)", self)
+        self.pseudonymise = QCheckBox("Pseudonymise to share: rename files, no patient IDs, ID residue, "
+                                      "reserved flag, reviewer logins or local paths", self)
+        self.pseudonymise.toggled.connect(lambda on: self.patient_ids.setEnabled(not on))
         self.form.addRow("Format", self.format)
         self.form.addRow("Output", _path_row(self, self.output, self._pick_output))
         self.form.addRow("", self.reviewed_only)
         self.form.addRow("", self.patient_ids)
+        self.form.addRow("", self.pseudonymise)
         self.summary: dict[str, Any] | None = None
 
     def _pick_output(self) -> None:
@@ -177,7 +200,9 @@ class ExportDialog(_JobDialog):
             return
         fmt = self.format.currentData()
         options: dict[str, Any] = {}
-        if fmt != "coco":
+        if self.pseudonymise.isChecked():
+            options["pseudonymise"] = True
+        elif fmt != "coco":
             options["include_patient_ids"] = self.patient_ids.isChecked()
         if fmt == "manifest":
             options["reviewed_only"] = self.reviewed_only.isChecked()

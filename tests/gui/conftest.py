@@ -87,3 +87,21 @@ def app_heap():
     freeze_long_lived_heap()
     yield
     gc.unfreeze()
+
+
+@pytest.fixture
+def nih_review(qtbot, window, nih_dir: Path, tmp_path: Path):
+    """The window reviewing a workspace imported from the NIH CSVs, the first image shown."""
+    from cxrview.core.nih_import import import_nih
+    from cxrview.core.workspace import Workspace
+    from tests.conftest import SHARED_DATA
+
+    path = tmp_path / "review.sqlite"
+    with Workspace(path, create=True, images_root=nih_dir) as ws:
+        import_nih(ws, SHARED_DATA / "nih" / "Data_Entry_2017_v2020.csv.gz", nih_dir,
+                   SHARED_DATA / "nih" / "BBox_List_2017.csv.gz")
+    assert window.review.open_workspace(path)
+    window.review.dock.auto_advance.setChecked(True)
+    with qtbot.waitSignal(window.image_shown, timeout=20000):
+        window.review.apply_query(window.review.worklist.query())
+    return window, path

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.core import MetadataItem
+from cxrview.qt.text_keys import keep_keys
 
 COLUMNS = ("Tag", "Name", "VR", "Value")
 MAX_VALUE_CHARS = 500  # long values (private blobs) would make rows unreadable
@@ -34,6 +35,7 @@ class MetadataDock(QDockWidget):
         self.filter_edit.setObjectName("metadata_filter")
         self.filter_edit.setPlaceholderText("Filter tag, name or value…")
         self.filter_edit.setClearButtonEnabled(True)
+        keep_keys(self.filter_edit)
         self.model = QStandardItemModel(0, len(COLUMNS), self)
         self.model.setHorizontalHeaderLabels(list(COLUMNS))
         self.proxy = QSortFilterProxyModel(self)

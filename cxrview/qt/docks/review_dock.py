@@ -1,6 +1,11 @@
 """The Review panel: the image's labels side by side (dataset · model · decision), reason, note,
 review state and the same patient's other films. Pure view: the review controller fills it and
-turns its signals into commands."""
+turns its signals into commands.
+
+Edits made here carry the id of the image they were typed for (``note_edited(image_id, text)``,
+``reason_changed(image_id, reason)``): a note still being typed when another image is shown is
+saved on the image it was typed for, never on the new one. The reason starts at "(none)" on
+every image, so a reason chosen for one image is never attached to another's edits."""
 
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from cxrview.core.findings import ABSENT, NIH_FINDINGS, PRESENT, REASON_CODES, UNCERTAIN
-from cxrview.core.workspace import FindingState, ImageRecord
+from cxrview.core.workspace import NOT_TRAINED, FindingState, ImageRecord
 from cxrview.qt.compat import emit
+from cxrview.qt.text_keys import keep_keys
 
 VALUE_COLORS = {PRESENT: QColor(235, 110, 90), ABSENT: QColor(140, 200, 140), UNCERTAIN: QColor(240, 200, 80)}
 STATE_TEXT = {"unreviewed": "Unreviewed", "confirmed": "Confirmed ✓", "corrected": "Corrected ✎",
@@ -42,7 +48,9 @@ def finding_key(index: int) -> str:
 class ReviewDock(QDockWidget):
     cycle_requested = Signal(str)  # finding: present → absent → uncertain → present
     finding_selected = Signal(str)
-    note_edited = Signal(str)
+    note_edited = Signal(int, str)  # image id the note was typed for, the text
+    note_committed = Signal()  # Return in the note field: typing is over (focus may go back)
+    reason_changed = Signal(int, object)  # image id shown when the reason was picked, reason or None
     confirm_requested = Signal()
     flag_requested = Signal()
     next_unreviewed_requested = Signal()
@@ -62,8 +70,14 @@ class ReviewDock(QDockWidget):
         bold = QFont(self.state_label.font())
         bold.setBold(True)
         self.state_label.setFont(bold)
+        self.training_badge = QLabel("", body)
+        self.training_badge.setObjectName("review_not_trained")
+        self.training_badge.setWordWrap(True)
+        self.training_badge.setStyleSheet("color: #d0a040")
+        self.training_badge.hide()
         layout.addWidget(self.header)
         layout.addWidget(self.state_label)
+        layout.addWidget(self.training_badge)
 
         self.table = QTableWidget(len(NIH_FINDINGS), len(COLUMNS), body)
         self.table.setObjectName("review_table")
@@ -93,12 +107,17 @@ class ReviewDock(QDockWidget):
         for key, text in REASON_CODES.items():
             self.reason.addItem(text, key)
         self.reason.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.reason.currentIndexChanged.connect(self._on_reason)
         reason_row.addWidget(self.reason, 1)
         layout.addLayout(reason_row)
         self.note = QLineEdit(body)
         self.note.setObjectName("review_note")
         self.note.setPlaceholderText("Note (Enter to save)")
         self.note.editingFinished.connect(self._on_note)
+        self.note.returnPressed.connect(lambda: emit(self.note_committed))
+        keep_keys(self.note)
+        self._image_id: int | None = None  # the image shown (what the note and reason belong to)
+        self._note_saved = ""  # its stored note, to tell an edit from the text as shown
         layout.addWidget(self.note)
 
         buttons = QHBoxLayout()
@@ -135,7 +154,8 @@ class ReviewDock(QDockWidget):
 
     # -- filling ------------------------------------------------------------------------
     def show_image(self, record: ImageRecord, findings: list[FindingState], thresholds: dict[str, float],
-                   same_patient: list[ImageRecord]) -> None:
+                   same_patient: list[ImageRecord], *, not_trained: str | None = None) -> None:
+        """``not_trained``: why fine-tuning will not learn from this image (shown as a badge)."""
         self.set_enabled(True)
         bits = [f"<b>{record.file}</b>"]
         if record.patient_id is not None:
@@ -151,6 +171,8 @@ class ReviewDock(QDockWidget):
         if record.suspicion():
             state += f"   — suspected: {record.suspicion()}"
         self.state_label.setText(state)
+        self.training_badge.setText(f"Not trained on: {NOT_TRAINED[not_trained]}" if not_trained else "")
+        self.training_badge.setVisible(bool(not_trained))
         for row, f in enumerate(findings):
             self._set_cell(row, 2, f.dataset or "—", f.dataset)
             if f.probability is None:
@@ -175,8 +197,16 @@ class ReviewDock(QDockWidget):
                 reason = REASON_CODES.get(f.human.reason or "", "")
                 tip = f"Decided by {f.human.author}" + (f": {reason}" if reason else "")
             item.setToolTip(tip)
-        if not self.note.hasFocus():
+        if record.id != self._image_id:
+            self._flush_note()  # typed for the previous image: saved there, not here
+            self._image_id = record.id
             self.note.setText(record.note)
+            self.reason.blockSignals(True)
+            self.reason.setCurrentIndex(0)  # a reason is chosen per image, never carried over
+            self.reason.blockSignals(False)
+        elif not self.note.hasFocus() or self.note.text() == self._note_saved:
+            self.note.setText(record.note)
+        self._note_saved = record.note
         self.patient_list.clear()
         for other in same_patient:
             prefix = f"#{other.follow_up}  " if other.follow_up is not None else ""
@@ -192,6 +222,12 @@ class ReviewDock(QDockWidget):
             self.patient_list.addItem(entry)
 
     def clear(self, message: str) -> None:
+        self._flush_note()
+        self._image_id = None
+        self.note.clear()
+        self.reason.blockSignals(True)
+        self.reason.setCurrentIndex(0)
+        self.reason.blockSignals(False)
         self.header.setText(message)
         self.state_label.setText("")
         for row in range(len(NIH_FINDINGS)):
@@ -226,8 +262,21 @@ class ReviewDock(QDockWidget):
         if col == 4:
             emit(self.cycle_requested, NIH_FINDINGS[row])
 
+    def shown_image_id(self) -> int | None:
+        return self._image_id
+
+    def _flush_note(self) -> None:
+        if self._image_id is not None and self.note.text() != self._note_saved:
+            image_id, text = self._image_id, self.note.text()
+            self._note_saved = text
+            emit(self.note_edited, image_id, text)
+
     def _on_note(self) -> None:
-        emit(self.note_edited, self.note.text())
+        self._flush_note()
+
+    def _on_reason(self, _index: int) -> None:
+        if self._image_id is not None:
+            emit(self.reason_changed, self._image_id, self.current_reason())
 
     def _on_patient_item(self, item: QListWidgetItem) -> None:
         image_id = item.data(Qt.ItemDataRole.UserRole)

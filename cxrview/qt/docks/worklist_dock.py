@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from cxrview.core.findings import LABEL_VALUES, NIH_FINDINGS, REVIEW_STATES
 from cxrview.core.worklist import WorklistQuery
 from cxrview.qt.compat import emit
+from cxrview.qt.text_keys import keep_keys
 
 SORT_TEXT = {"file": "File name", "triage": "Triage score (highest first)",
              "mislabel": "Most likely mislabelled first", "patient": "Patient, follow-up"}
@@ -94,6 +95,8 @@ class WorklistDock(QDockWidget):
         self._typing.setInterval(250)
         self._typing.timeout.connect(self._changed)
         self.text.textChanged.connect(self._typing.start)
+        self.text.returnPressed.connect(self._apply_typed)  # Return filters now; it confirms nothing
+        keep_keys(self.text)
         self._quiet = False
         self.setEnabled(False)
 
@@ -123,6 +126,10 @@ class WorklistDock(QDockWidget):
         self.count_label.setText(f"{total} image(s) match{more} · {elapsed_ms:.0f} ms")
         self.progress.setMaximum(max(present, 1))
         self.progress.setValue(reviewed)
+
+    def _apply_typed(self) -> None:
+        self._typing.stop()
+        self._changed()
 
     def _changed(self, *_args: object) -> None:
         if not self._quiet:

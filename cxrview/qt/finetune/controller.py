@@ -47,7 +47,7 @@ class FinetuneController(QObject):
         self.run: FinetuneRun | None = None
         self.dialog: FinetuneDialog | None = None
         self.last_version: ModelVersion | None = None
-        self._estimate_inputs: tuple[ModelCard, int, int] | None = None
+        self._estimate_inputs: tuple[ModelCard, dict[str, int], int] | None = None
         self.last_error: str | None = None
         self.bar = QProgressBar()  # the window puts it into the status bar
         self.bar.setObjectName("finetune_progress")
@@ -74,7 +74,7 @@ class FinetuneController(QObject):
             return f"unavailable: {exc}"
 
     def estimate_text(self, options: FinetuneOptions) -> str:
-        from cxrview.finetune_orchestration import estimate
+        from cxrview.finetune_orchestration import ensure_locked_patients, estimate
         from cxrview.inference.card import ModelCard
 
         ws = self._workspace()
@@ -85,15 +85,24 @@ class FinetuneController(QObject):
                 card = ModelCard.read(self.registry().active("classifier").path)
             except Exception as exc:
                 return f"No base model: {exc}"
-            self._estimate_inputs = (card, ws.review_progress()[0], ws.image_count(present_only=True))
-        card, reviewed, present = self._estimate_inputs
-        images = reviewed + options.replay if options.reviewed_only else present
+            try:  # the locked set the run will use (chosen once per workspace, as plan_finetune does)
+                locked = ensure_locked_patients(ws, card)
+            except Exception:  # a read-only workspace: the set chosen before, if any
+                locked = ws.locked_patients()
+            counts = ws.training_counts(excluding_patients=locked)
+            self._estimate_inputs = (card, counts, ws.image_count(present_only=True))
+        card, counts, present = self._estimate_inputs
+        trainable = counts["trainable"]
+        images = trainable + options.replay if options.reviewed_only else present
         est = estimate(card, images, options)
         free = est["free_memory_bytes"]
         memory = f"{est['memory_bytes'] / 1e9:.1f} GB" + (f" of {free / 1e9:.1f} GB free" if free else "")
         return (f"~{images} training images × {options.epochs} epoch(s): about {est['seconds'] // 60} min "
                 f"{est['seconds'] % 60} s on CPU, batch {est['batch_size']}, memory {memory}. "
-                f"{reviewed} image(s) reviewed so far.")
+                f"{counts['reviewed']} image(s) reviewed so far, {trainable} of them trainable"
+                + (f" ({counts['locked']} in the locked evaluation set, {counts['reserved']} of reserved "
+                   "acceptance patients: never trained on)" if counts["locked"] or counts["reserved"] else "")
+                + ".")
 
     # -- runs -------------------------------------------------------------------------------
     def show_dialog(self) -> FinetuneDialog:

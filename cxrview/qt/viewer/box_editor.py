@@ -9,7 +9,8 @@ nothing touches the database until the button is released.
 * Draw mode (B): drag to draw a box for the current finding.
 * Otherwise: click a box to select it, drag inside to move it, drag a corner
   or an edge handle to resize it; a click elsewhere deselects and pans.
-Dataset boxes are drawn dashed, human boxes solid.
+Dataset boxes are drawn dashed, human boxes solid. Every box stays inside the image: a move
+stops at the edge (the box keeps its size), a resize or a drawn box is cut at it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class EditableBox:
     y: float
     w: float
     h: float
-    source: str  # "dataset" | "human"
+    source: str  # "dataset" | "human" | "model" (a model's box a person accepted)
 
     def rect(self) -> QRectF:
         return QRectF(self.x, self.y, self.w, self.h)
@@ -102,7 +103,7 @@ class BoxEditLayer(OverlayLayer):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(rect)
         if finding:
-            tag = finding + (" (dataset)" if source == "dataset" else "")
+            tag = finding + {"dataset": " (dataset)", "model": " (model, accepted)"}.get(source, "")
             font = painter.font()
             font.setPixelSize(max(1, round(12.0 / scale)))
             painter.setFont(font)
@@ -191,6 +192,9 @@ class BoxTool(QObject):
         emit(self.editing, True)
 
     def _geometry(self, p: QPointF) -> QRectF:
+        return _inside(self._free_geometry(p), self.layer.image_rect(), keep_size=self._grab == "move")
+
+    def _free_geometry(self, p: QPointF) -> QRectF:
         assert self._start is not None and self._origin is not None
         dx, dy = p.x() - self._start.x(), p.y() - self._start.y()
         r = QRectF(self._origin)
@@ -210,3 +214,16 @@ class BoxTool(QObject):
             bottom += dy
         return QRectF(QPointF(left, top), QPointF(right, bottom)).normalized()
 
+
+
+def _inside(rect: QRectF, bounds: QRectF, *, keep_size: bool) -> QRectF:
+    """``rect`` kept within ``bounds`` (no bounds yet: as it is). ``keep_size``: shifted back
+    inside (a move), else cut at the edges (a resize or a new box)."""
+    if bounds.isEmpty():
+        return rect
+    if not keep_size:
+        return rect.intersected(bounds)
+    w, h = min(rect.width(), bounds.width()), min(rect.height(), bounds.height())
+    x = min(max(rect.x(), bounds.left()), bounds.right() - w)
+    y = min(max(rect.y(), bounds.top()), bounds.bottom() - h)
+    return QRectF(x, y, w, h)
