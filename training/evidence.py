@@ -51,16 +51,32 @@ BOOTSTRAP = 1000
 
 # -- calibration ---------------------------------------------------------------------------------
 
+MIN_SCALE, MAX_SCALE = 0.05, 20.0  # the map stays increasing: calibration never reorders images
+
+
 def fit_platt(raw: np.ndarray, y: np.ndarray, *, prior: float = PRIOR_STRENGTH) -> tuple[float, float]:
-    """(scale, bias) on the logit maximising the smoothed-target likelihood plus a prior on scale."""
+    """(scale, bias) on the logit maximising the smoothed-target likelihood plus a prior on scale.
+
+    Newton steps are damped (halved until the objective decreases) and the scale is kept inside
+    [MIN_SCALE, MAX_SCALE] while iterating, not clipped afterwards: a finding whose validation
+    scores run the wrong way wants a negative scale, and undamped steps towards it once sent the
+    bias to -1e12, which made every calibrated output 0 (a constant: AUROC 0.5, no operating point).
+    """
     z = logit(raw)
     y = np.asarray(y, dtype=np.float64)
     n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
     # Platt (1999): targets (N+ + 1)/(N+ + 2) and 1/(N- + 2) instead of 1 and 0, so a set
     # without positives (or negatives) still has a finite, sensible optimum.
     t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def objective(a: float, b: float) -> float:
+        u = a * z + b  # cross-entropy written with logaddexp: finite for any u
+        return float(np.sum(t * np.logaddexp(0.0, -u) + (1 - t) * np.logaddexp(0.0, u))
+                     + 0.5 * prior * (a - 1.0) ** 2)
+
     a, b = 1.0, float(logit(np.clip((n_pos + 1) / (len(y) + 2), 1e-4, 1 - 1e-4)) - np.mean(z))
-    for _ in range(100):  # Newton on a 2-parameter convex problem: converges in a few steps
+    current = objective(a, b)
+    for _ in range(100):  # damped Newton on a 2-parameter convex problem
         p = sigmoid(a * z + b)
         r = p - t
         w = p * (1 - p)
@@ -70,10 +86,22 @@ def fit_platt(raw: np.ndarray, y: np.ndarray, *, prior: float = PRIOR_STRENGTH) 
             step = np.linalg.solve(h, g)
         except np.linalg.LinAlgError:
             break
-        a, b = a - float(step[0]), b - float(step[1])
-        if float(np.abs(step).max()) < 1e-8:
+        pushing_out = (a <= MIN_SCALE and step[0] > 0) or (a >= MAX_SCALE and step[0] < 0)
+        if pushing_out:  # the scale sits on its bound: optimise the bias alone
+            step = np.array([0.0, g[1] / h[1, 1]])
+        size, moved = 1.0, False
+        for _ in range(40):
+            a_new = float(np.clip(a - size * step[0], MIN_SCALE, MAX_SCALE))
+            b_new = b - size * float(step[1])
+            value = objective(a_new, b_new)
+            if np.isfinite(value) and value <= current:
+                moved = abs(a_new - a) + abs(b_new - b) > 1e-10
+                a, b, current = a_new, b_new, value
+                break
+            size /= 2
+        if not moved:
             break
-    return float(np.clip(a, 0.05, 20.0)), float(b)
+    return a, b
 
 
 def fit_calibration(raw: np.ndarray, Y: np.ndarray, M: np.ndarray, labels: list[str]) -> dict[str, Any]:

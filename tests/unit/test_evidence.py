@@ -52,6 +52,30 @@ def test_platt_fixes_overconfident_scores_and_is_monotone() -> None:
     assert 0.5 < a < 2 and np.isfinite(b) and 1 / (1 + np.exp(-(a * np.log(0.4 / 0.6) + b))) < 0.1
 
 
+def test_platt_stays_finite_and_ordered_when_validation_scores_run_the_wrong_way() -> None:
+    """A finding whose few validation positives score *lower* than the negatives wants a negative
+    scale; undamped Newton then sent the bias to -1e12 (classifier 5.0.0's Edema): every calibrated
+    output 0, AUROC 0.5. The fit must stay finite, keep the ranking and be optimal on its bound."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(-6, 2, 800)
+    y = np.zeros(800)
+    y[:12] = 1
+    z[:12] -= 2
+    raw = 1 / (1 + np.exp(-z))
+    a, b = fit_platt(raw, y)
+    assert a == pytest.approx(0.05) and -10 < b < 0
+    calibrated = 1 / (1 + np.exp(-(a * z + b)))
+    assert len(np.unique(np.round(calibrated, 12))) > 700  # not a constant
+    assert metrics.auroc(y, calibrated) == pytest.approx(metrics.auroc(y, raw))
+    t = np.where(y > 0, 13 / 14, 1 / 790)
+
+    def loss(bias: float) -> float:
+        u = a * z + bias
+        return float(np.sum(t * np.logaddexp(0, -u) + (1 - t) * np.logaddexp(0, u)))
+
+    assert all(loss(b) <= loss(other) + 1e-6 for other in np.linspace(b - 1, b + 1, 41))
+
+
 def test_operating_points_need_positives_and_an_auroc_above_chance() -> None:
     raw, Y, M = _validation()
     thresholds, evidence = choose_operating_points(raw, Y, M, LABELS, {"specificity_floor": 0.9})
