@@ -69,7 +69,7 @@ def main() -> None:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QStatusBar
 
-    from cxrview.qt.app import ensure_app
+    from cxrview.qt.app import ensure_app, freeze_long_lived_heap
     from cxrview.qt.notify import ErrorBanner, Notifier
     from cxrview.qt.study import StudyController
     from cxrview.qt.workers import TaskRunner
@@ -79,6 +79,7 @@ def main() -> None:
     studies = StudyController(runner, Notifier(ErrorBanner(), QStatusBar()))
     studies.dock.resize(400, 800)
     studies.dock.show()
+    freeze_long_lived_heap()  # as the app does once its window is up (cxrview.qt.app)
     gaps: list[float] = []
     cpu_gaps: list[float] = []
     last = [time.perf_counter(), time.thread_time()]
