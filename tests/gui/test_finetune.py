@@ -78,7 +78,10 @@ def test_finetune_from_the_gui_then_activate_and_roll_back(qtbot, corrected, app
     models.select_id(version.id)
     assert models.activate_button.isEnabled()
     assert "locked set" in models.details.toPlainText()
+    asked: list[str] = []
+    models.confirm = lambda title, question: asked.append(question) is None  # answers Yes
     models.activate_button.click()
+    assert asked and version.id in asked[0]
     assert window.ai.classifier == str(controller.registry().get(version.id).path)
     assert controller.registry().active().id == version.id
     models.select_id("shipped:classifier")

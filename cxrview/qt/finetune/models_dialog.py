@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtGui import QFontDatabase
@@ -10,6 +11,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHBoxLayout,
     QHeaderView,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -40,6 +42,8 @@ class ModelsDialog(QDialog):
     def __init__(self, controller: ModelsSource, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
+        # Asked before a version becomes the one every new prediction uses; tests replace it.
+        self.confirm: Callable[[str, str], bool] = self._ask
         self.setWindowTitle("Models")
         self.setObjectName("models_dialog")
         self.table = QTableWidget(0, len(self.COLUMNS), self)
@@ -141,8 +145,21 @@ class ModelsDialog(QDialog):
 
     def _activate(self) -> None:
         v = self.selected()
-        if v is not None and self.controller.activate(v.id, rollback=v.read_only):
+        if v is None:
+            return
+        question = (f"Activate {v.id}?\n\nEvery new prediction, score and worklist ranking will use it "
+                    "(cached results of other models are not reused). The current model stays listed "
+                    "and can be restored with Roll Back.")
+        if not self.confirm("Activate model", question):
+            return
+        if self.controller.activate(v.id, rollback=v.read_only):
             self.refresh()
+
+    def _ask(self, title: str, question: str) -> bool:
+        answer = QMessageBox.question(self, title, question,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _rollback(self) -> None:
         v = self.selected()
