@@ -30,8 +30,9 @@ from cxrview.core.measure import TITLES
 from cxrview.core.report import ReportContent
 from cxrview.qt.actions import ActionSet, ActionSpec
 from cxrview.qt.notify import Notifier
-from cxrview.qt.viewer.canvas import ImageCanvas, pixels_to_qimage
+from cxrview.qt.viewer.canvas import ImageCanvas
 from cxrview.qt.viewer.hud import paint_hud
+from cxrview.qt.viewer.image_item import pixels_to_qimage
 
 HUD_REFERENCE_WIDTH = 900.0  # px: corner text is sized as on a viewport this wide
 

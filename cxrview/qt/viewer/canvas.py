@@ -8,7 +8,7 @@ Design notes (why it looks like this):
 * Zoom anchoring and panning are done with the scroll bars (hidden). The scene rect is
   the image inflated by one viewport on every side, recomputed on each zoom, so the
   point under the cursor can always be kept in place, even near the image border.
-* Zoomed-out drawing uses a small area-averaged pyramid (see :class:`_ImageItem`):
+* Zoomed-out drawing uses a small area-averaged pyramid (see :class:`ImageItem`):
   bilinear down-sampling of a 4-megapixel radiograph by 3x aliases fine noise into
   visible texture, which is exactly what a reader must not be shown.
 * Keyboard shortcuts live on the main window's actions (one list, which also feeds the
@@ -29,27 +29,22 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
-    QImage,
     QKeyEvent,
     QMouseEvent,
     QPainter,
     QPaintEvent,
-    QPixmap,
     QResizeEvent,
     QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QFrame,
-    QGraphicsItem,
     QGraphicsScene,
     QGraphicsView,
-    QStyleOptionGraphicsItem,
     QWidget,
 )
 
@@ -59,6 +54,7 @@ from cxrview.core.overlay_text import ViewTransform, corner_text, lossy_badge, o
 from cxrview.qt.compat import emit
 from cxrview.qt.viewer.annotations import AnnotationLayer, AnnotationTool
 from cxrview.qt.viewer.hud import HudContent, paint_hud
+from cxrview.qt.viewer.image_item import ImageItem
 from cxrview.qt.viewer.layers import OverlayLayer
 
 log = logging.getLogger(__name__)
@@ -103,71 +99,6 @@ class CursorInfo:
     raw: float
 
 
-def pixels_to_qimage(pixels: np.ndarray) -> QImage:
-    """Wrap an 8-bit grey array as a QImage that owns a copy of the data."""
-    arr = np.ascontiguousarray(pixels, dtype=np.uint8)
-    h, w = arr.shape
-    image = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_Grayscale8)
-    return image.copy()  # detach from the numpy buffer
-
-
-class _ImageItem(QGraphicsItem):
-    """Draws the radiograph, picking an area-averaged pyramid level when zoomed out.
-
-    Its local coordinates are image pixels; overlay layers are its children.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._levels: dict[int, QPixmap] = {}
-        self._pixels: np.ndarray | None = None
-        self._rect = QRectF()
-
-    def set_pixels(self, pixels: np.ndarray) -> None:
-        self.prepareGeometryChange()
-        self._pixels = pixels
-        h, w = pixels.shape
-        self._rect = QRectF(0, 0, w, h)
-        self._levels = {0: QPixmap.fromImage(pixels_to_qimage(pixels))}
-        self.update()
-
-    def clear(self) -> None:
-        self.prepareGeometryChange()
-        self._pixels = None
-        self._levels = {}
-        self._rect = QRectF()
-
-    def boundingRect(self) -> QRectF:  # Qt override
-        return QRectF(self._rect)
-
-    def _level(self, k: int) -> QPixmap:
-        pix = self._levels.get(k)
-        if pix is None and self._pixels is not None:
-            h, w = self._pixels.shape
-            size = (max(1, w >> k), max(1, h >> k))
-            small = cv2.resize(self._pixels, size, interpolation=cv2.INTER_AREA)
-            pix = QPixmap.fromImage(pixels_to_qimage(small))
-            self._levels[k] = pix
-        return pix if pix is not None else QPixmap()
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
-        if self._pixels is None:
-            return
-        try:
-            scale = math.hypot(painter.worldTransform().m11(), painter.worldTransform().m12())
-            scale *= painter.device().devicePixelRatioF() if painter.device() else 1.0
-            # Largest power-of-two reduction that keeps the level at or above screen size.
-            k = 0
-            while scale > 0 and scale * (2 ** (k + 1)) <= 1.0 and k < 8:
-                k += 1
-            pix = self._level(k)
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 2.0)
-            painter.drawPixmap(self._rect, pix, QRectF(pix.rect()))
-        except Exception:  # a paint failure must not kill the view
-            log.exception("image paint failed")
-
-
 class ImageCanvas(QGraphicsView):
     """Graphics view showing one radiograph with interactive display controls."""
 
@@ -206,7 +137,7 @@ class ImageCanvas(QGraphicsView):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAcceptDrops(False)  # let drops reach the main window
 
-        self._image_item = _ImageItem()
+        self._image_item = ImageItem()
         self.scene().addItem(self._image_item)
         self._img: XrayImage | None = None
         self._pixels: np.ndarray | None = None
