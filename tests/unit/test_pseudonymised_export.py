@@ -4,7 +4,6 @@ reviewer login or local path."""
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import os
 import re
@@ -17,22 +16,17 @@ import pytest
 from cxrview.core.dataset_export import DATA_ENTRY_NAME, export_coco, export_manifest, export_nih_csv
 from cxrview.core.nih_import import import_nih
 from cxrview.core.workspace import Workspace
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import REPO_ROOT
+from tests.unit.nih_subset import write_patient_subset
 
-DATA_ENTRY = SHARED_DATA / "nih" / "Data_Entry_2017_v2020.csv.gz"
 NIH_NAME = re.compile(r"\d{8}_\d{3}")
 LOGIN = "dr.login-xyz"
 
 
 @pytest.fixture()
 def ws(nih_dir: Path, tmp_path: Path):
-    present = sorted(p.name for p in nih_dir.glob("*.png"))
-    patients = {str(int(name.split("_")[0])) for name in present}
-    with gzip.open(DATA_ENTRY, "rt", newline="") as handle:
-        rows = list(csv.reader(handle))
     subset = tmp_path / "subset.csv"
-    with open(subset, "w", newline="") as handle:
-        csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if r[3] in patients])
+    present = write_patient_subset(nih_dir, subset)
     with Workspace(tmp_path / "w.sqlite", create=True, images_root=nih_dir) as workspace:
         import_nih(workspace, subset, nih_dir)
         first = workspace.image_by_file(present[0])

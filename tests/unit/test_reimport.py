@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import gzip
 import os
 import subprocess
 import sys
@@ -14,21 +12,15 @@ import pytest
 from cxrview.core.dataset_export import BBOX_LIST_NAME, DATA_ENTRY_NAME, export_nih_csv
 from cxrview.core.nih_import import DatasetReplaceRefused, import_nih
 from cxrview.core.workspace import Workspace
-from tests.conftest import REPO_ROOT, SHARED_DATA
-
-DATA_ENTRY = SHARED_DATA / "nih" / "Data_Entry_2017_v2020.csv.gz"
+from tests.conftest import REPO_ROOT
+from tests.unit.nih_subset import write_patient_subset
 
 
 @pytest.fixture()
 def reviewed(nih_dir: Path, tmp_path: Path):
     """The 52 images' patients (all their films), one dataset box, label and box edits."""
-    present = sorted(p.name for p in nih_dir.glob("*.png"))
-    patients = {str(int(name.split("_")[0])) for name in present}
-    with gzip.open(DATA_ENTRY, "rt", newline="") as handle:
-        rows = list(csv.reader(handle))
     subset = tmp_path / "subset.csv"
-    with open(subset, "w", newline="") as handle:
-        csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if r[3] in patients])
+    present = write_patient_subset(nih_dir, subset)
     bbox = tmp_path / "bbox.csv"
     bbox.write_text("Image Index,Finding Label,Bbox [x,y,w,h]\n"
                     f"{present[0]},Mass,100.0,200.0,50.0,60.0\n")

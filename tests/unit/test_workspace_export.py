@@ -24,6 +24,7 @@ from cxrview.core.findings import FINDING_BIT, NIH_FINDINGS
 from cxrview.core.nih_import import import_nih
 from cxrview.core.workspace import Workspace, WorkspaceError
 from tests.conftest import SHARED_DATA
+from tests.unit.nih_subset import write_patient_subset
 from training.sources import manifest_samples
 
 NIH = SHARED_DATA / "nih"
@@ -183,13 +184,8 @@ def test_coco_structure_and_box_counts(edited, tmp_path: Path) -> None:
 # -- manifest: a small workspace (the 52 images' patients, all their follow-ups) -------------------------
 @pytest.fixture()
 def small(nih_dir: Path, tmp_path: Path) -> tuple[Workspace, dict[str, int]]:
-    present = sorted(p.name for p in nih_dir.glob("*.png"))
-    patients = {str(int(name.split("_")[0])) for name in present}
-    with gzip.open(DATA_ENTRY, "rt", newline="") as handle:
-        rows = list(csv.reader(handle))
     subset = tmp_path / "subset.csv"
-    with open(subset, "w", newline="") as handle:
-        csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if r[3] in patients])
+    present = write_patient_subset(nih_dir, subset)
     ws = Workspace(tmp_path / "small.sqlite", create=True)
     summary = import_nih(ws, subset, nih_dir)
     assert summary.present == 52 and summary.missing > 0
